@@ -1,1 +1,16 @@
-"""numpretrain: GPT and BERT pretraining and fine-tuning from scratch in pure NumPy."""
+"""numpretrain: GPT and BERT pretraining and fine-tuning from scratch in pure NumPy.
+
+The autograd core is importable from the top: Tensor, no_grad, gradcheck, the graph
+printers, and the fused ops in `numpretrain.functional` (imported as F in the docs).
+"""
+
+from . import functional, ops
+from .attention import self_attention
+from .capture import capture
+from .gradcheck import GradcheckError, gradcheck
+from .graph import graph_dot, graph_text
+from .ops import concatenate, stack
+from .special import erf
+from .tensor import Tensor, is_grad_enabled, no_grad
+
+__version__ = "0.1.0"
