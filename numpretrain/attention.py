@@ -84,6 +84,8 @@ def self_attention(qkv, n_head, causal=False, key_padding_mask=None, dropout=0.0
     probs = attention_probs(q, k, allowed)               # (B, nh, T, T); saved for backward
     keep = None
     if training and dropout > 0:
+        if rng is None:
+            raise ValueError("self_attention: training with dropout > 0 needs rng, a numpy.random.Generator")
         keep = (rng.random(probs.shape, dtype=np.float32) >= dropout) * np.asarray(1 / (1 - dropout), probs.dtype)
     dropped = probs if keep is None else probs * keep   # saved: what multiplied v
     y = merge_heads(dropped @ v)                         # (B, T, C)

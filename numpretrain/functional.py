@@ -20,10 +20,14 @@ IGNORE_INDEX = -100  # the target value cross_entropy skips (PyTorch's and Huggi
 # ----- softmax family -----
 
 def softmax(x, axis=-1):
-    """exp(x) / sum(exp(x)), computed as exp(x - max) so that large inputs cannot overflow."""
-    shifted = x.data - x.data.max(axis=axis, keepdims=True)
-    probs = np.exp(shifted)
-    probs /= probs.sum(axis=axis, keepdims=True)
+    """exp(x) / sum(exp(x)), computed as exp(x - max) so that large inputs cannot overflow.
+
+    A row that is entirely -inf (every key masked) gives zeros, not NaN.
+    """
+    peak = x.data.max(axis=axis, keepdims=True)
+    probs = np.exp(x.data - np.where(np.isfinite(peak), peak, 0))  # -inf - 0, not -inf - (-inf) = NaN
+    total = probs.sum(axis=axis, keepdims=True)
+    probs /= np.where(total == 0, 1, total)                         # 0 only for an all -inf row
     def backward(g):
         # dL/dx_i = y_i * (g_i - sum_j g_j y_j): the Jacobian diag(y) - y y^T applied to g
         return (probs * (g - (g * probs).sum(axis=axis, keepdims=True)),)
@@ -149,9 +153,12 @@ def masked_fill(x, mask, value):
     mask = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
     if mask.dtype != bool:
         raise TypeError(f"masked_fill: the mask must be boolean, got dtype {mask.dtype}")
-    np.broadcast_shapes(mask.shape, x.shape)
+    try:
+        np.broadcast_shapes(mask.shape, x.shape)
+    except ValueError:
+        raise ValueError(f"masked_fill: a mask of shape {mask.shape} cannot be broadcast against {x.shape}") from None
     def backward(g):
-        return (np.where(mask, 0, g),)
+        return (unbroadcast(np.where(mask, 0, g), x.shape),)  # a larger mask broadcast x up: sum back
     return Tensor.from_op(np.where(mask, np.asarray(value, dtype=x.dtype), x.data), (x,), backward, "masked_fill")
 
 
@@ -184,6 +191,8 @@ def dropout(x, p, rng, training=True):
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0:
         return x
+    if rng is None:
+        raise ValueError("dropout: training with p > 0 needs rng, a numpy.random.Generator")
     scale = np.asarray(1 / (1 - p), dtype=x.dtype)
     keep = (rng.random(x.shape, dtype=np.float32) >= p) * scale   # saved: the scaled keep-mask
     def backward(g):

@@ -12,10 +12,11 @@ from .tensor import Tensor
 
 
 def as_tensor(x, like=None):
-    """Wrap a Python number or ndarray; numbers take the dtype of `like` (so 2 * x stays float32)."""
+    """Wrap a Python number or ndarray; numbers take the dtype of a float `like` (so 2 * x stays float32)."""
     if isinstance(x, Tensor):
         return x
-    if like is not None and not isinstance(x, np.ndarray):
+    # only a float `like` lends its dtype: an integer tensor would truncate 0.5 to 0
+    if like is not None and like.dtype.kind == "f" and not isinstance(x, np.ndarray):
         return Tensor(np.asarray(x, dtype=like.dtype))
     return Tensor(x)
 
@@ -91,6 +92,7 @@ def pow(a, exponent):
     """a ** exponent for a constant Python number `exponent`."""
     if isinstance(exponent, Tensor) or np.ndim(exponent) != 0:
         raise TypeError("pow: the exponent must be a Python number (a tensor exponent is not supported)")
+    exponent = np.asarray(exponent).item()  # a Python number: a NumPy float64 would turn float32 into float64
     def backward(g):
         return (g * exponent * a.data ** (exponent - 1),)
     return Tensor.from_op(a.data ** exponent, (a,), backward, "pow")
@@ -103,13 +105,18 @@ def matmul(a, b):
     a, b = _operands(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {a.shape} and {b.shape}")
-    if a.ndim == 1:
-        return reshape(matmul(reshape(a, (1, -1)), b), b.shape[:-2] + b.shape[-1:])
-    if b.ndim == 1:
-        return reshape(matmul(a, reshape(b, (-1, 1))), a.shape[:-1])
-    if a.shape[-1] != b.shape[-2]:
-        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not fit: "
-                         f"{a.shape[-1]} (last of the first) != {b.shape[-2]} (second-to-last of the second)")
+    inner = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    if a.shape[-1] != inner:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not fit: {a.shape[-1]} (last of the first) "
+                         f"!= {inner} ({'second-to-last' if b.ndim > 1 else 'length'} of the second)")
+    if a.ndim == 1 or b.ndim == 1:
+        # as in NumPy: a vector on the left is a row (1, k), on the right a column (k, 1),
+        # and the axis it gained is dropped from the result again
+        out = matmul(reshape(a, (1, -1)) if a.ndim == 1 else a,
+                     reshape(b, (-1, 1)) if b.ndim == 1 else b)        # (..., n, m)
+        rows = out.shape[-2:-1] if a.ndim > 1 else ()
+        cols = out.shape[-1:] if b.ndim > 1 else ()
+        return reshape(out, out.shape[:-2] + rows + cols)
     try:
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
@@ -127,6 +134,9 @@ def _normalize_axes(axis, ndim):
     if axis is None:
         return tuple(range(ndim))
     axes = (axis,) if np.ndim(axis) == 0 else tuple(axis)
+    for ax in axes:
+        if not -ndim <= ax < ndim:  # checked, because `% ndim` would quietly wrap axis 5 round to another
+            raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
     return tuple(ax % ndim for ax in axes)
 
 
@@ -145,7 +155,8 @@ def sum(a, axis=None, keepdims=False):
 def mean(a, axis=None, keepdims=False):
     axes = _normalize_axes(axis, a.ndim)
     count = int(np.prod([a.shape[ax] for ax in axes]))
-    return mul(sum(a, axis, keepdims), 1.0 / max(count, 1))
+    # (count or 1), not max(count, 1): in this module `max` is the op below, not the builtin
+    return mul(sum(a, axis, keepdims), 1.0 / (count or 1))
 
 
 def max(a, axis=None, keepdims=False):
@@ -173,9 +184,11 @@ def reshape(a, shape):
 
 def transpose(a, axes=None):
     """Permute axes (reverse them when axes is None), like np.transpose."""
-    axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(ax % a.ndim for ax in axes)
-    if sorted(axes) != list(range(a.ndim)):
+    axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(axes)
+    in_range = all(-a.ndim <= ax < a.ndim for ax in axes)  # before `%`, which would wrap 2 round to 0
+    if not in_range or sorted(ax % a.ndim for ax in axes) != list(range(a.ndim)):
         raise ValueError(f"transpose: {axes} is not a permutation of the axes of a tensor of shape {a.shape}")
+    axes = tuple(ax % a.ndim for ax in axes)
     inverse = tuple(np.argsort(axes))
     def backward(g):
         return (g.transpose(inverse),)

@@ -117,8 +117,10 @@ class Tensor:
     def named(self, name):
         """Give this tensor a name (shown in graphs and errors); returns self."""
         self.name = name
-        from . import capture  # capture contexts record tensors by name
-        capture.record(self)
+        # capture contexts record tensors by name. Import the function from the module: the package
+        # attribute numpretrain.capture is the capture() context manager, not the module.
+        from .capture import record
+        record(self)
         return self
 
     def retain_grad(self):
@@ -160,7 +162,11 @@ class Tensor:
             if node_grad is None:
                 continue
             if node._backward is None or node._retain_grad:
-                node.grad = node_grad if node.grad is None else node.grad + node_grad
+                # .grad is the tensor's own array in its own dtype: the gradient handed down may be
+                # shared with another input (add gives g to both) or a read-only view (sum's backward),
+                # and an optimizer or clipper may update .grad in place
+                own_grad = node_grad.astype(node.dtype)  # a copy
+                node.grad = own_grad if node.grad is None else node.grad + own_grad
             if node._backward is None:
                 continue
             parent_grads = node._backward(node_grad)
@@ -226,6 +232,11 @@ class Tensor:
 
     # Tensors are graph nodes: identity, not value, decides equality and hashing.
     __hash__ = object.__hash__
+
+    # NumPy must not treat a Tensor as an opaque object: without this, `ndarray + tensor` would
+    # loop over the array and return an object array of Tensors. With it, NumPy steps aside and
+    # Python calls Tensor.__radd__ (and friends), so ndarrays mix in like Python numbers.
+    __array_ufunc__ = None
 
 
 from . import ops  # noqa: E402  (ops imports Tensor; the operators above call into it)

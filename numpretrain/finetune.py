@@ -1,0 +1,155 @@
+"""Fine-tuning: a classifier head on a pretrained GPT or BERT, trained on a small labelled set.
+
+    model, report = finetune(options)      # what `python -m numpretrain finetune` runs
+
+The labelled data is the built-in reviews (`--task reviews`: held-out-adjective test split,
+see data/reviews.py) or a user's TSV/JSONL files. `--from-scratch` trains the same
+architecture with freshly initialised weights, `--freeze` trains the head alone (a linear
+probe), and the report gives accuracy, macro-F1 and the confusion matrix on the test split.
+"""
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import LabelVocabulary, encode_for_bert, encode_for_gpt, load_labelled_file, minibatches
+from .data.reviews import LABEL_NAMES, review_dataset
+from .errors import DataError
+from .models.heads import BertClassifier, ClassifierConfig, GPTClassifier, load_body
+from .runs import MODEL_FILE, load_pretrained, save_pretrained
+from .checkpoint import load_safetensors
+from .tensor import no_grad
+from .trainer import TrainConfig, Trainer
+
+
+@dataclass
+class Report:
+    accuracy: float
+    macro_f1: float
+    confusion: np.ndarray      # (n_labels, n_labels): rows are true labels, columns predictions
+    labels: list
+
+    def __str__(self):
+        width = max(len(label) for label in self.labels) + 2
+        lines = [f"accuracy {self.accuracy:.4f}   macro-F1 {self.macro_f1:.4f}",
+                 "confusion matrix (rows: true, columns: predicted)",
+                 " " * width + "".join(f"{label:>{width}}" for label in self.labels)]
+        for label, row in zip(self.labels, self.confusion):
+            lines.append(f"{label:>{width}}" + "".join(f"{n:>{width}}" for n in row))
+        return "\n".join(lines)
+
+
+def evaluate(true, predicted, labels):
+    n = len(labels)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (true, predicted), 1)
+    tp = np.diag(confusion).astype(float)
+    precision = tp / np.maximum(confusion.sum(axis=0), 1)
+    recall = tp / np.maximum(confusion.sum(axis=1), 1)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
+    return Report(float((true == predicted).mean()), float(f1.mean()), confusion, list(labels))
+
+
+def labelled_data(options):
+    """(train, test, extra eval sets, label names) as lists of (text, label id)."""
+    if options.task == "reviews":
+        data = review_dataset(seed=options.data_seed, n_train=max(options.labels or 256, 256))
+        return data.train, data.test, {"control": data.control}, list(LABEL_NAMES)
+    if not (options.train and options.test):
+        raise DataError("give --task reviews, or both --train FILE and --test FILE")
+    train = load_labelled_file(options.train)
+    vocabulary = LabelVocabulary.from_examples(train)
+    test = load_labelled_file(options.test, labels=vocabulary.labels)
+    as_ids = lambda examples: list(zip([t for t, _ in examples], vocabulary.encode([l for _, l in examples])))
+    return as_ids(train), as_ids(test), {}, vocabulary.labels
+
+
+def encode(model, tokenizer, examples, max_length):
+    texts = [text for text, _ in examples]
+    labels = np.asarray([label for _, label in examples], dtype=np.int64)
+    encoder = encode_for_gpt if isinstance(model, GPTClassifier) else encode_for_bert
+    return encoder(texts, tokenizer, max_length, labels)
+
+
+def predict(model, data, batch_size=64):
+    model.eval()
+    predictions = []
+    with no_grad():
+        for batch in minibatches(data, batch_size):
+            predictions.append(model({k: v for k, v in batch.items() if k != "labels"})["logits"].data.argmax(-1))
+    return np.concatenate(predictions)
+
+
+def build_classifier(ckpt, n_labels, labels, from_scratch=False, pooling=None, lm_weight=0.5, dropout=0.1, seed=0):
+    """A classifier whose body is the pretrained model in ckpt (or, from scratch, the same architecture)."""
+    body, tokenizer, body_config = load_pretrained(ckpt, expect=("gpt", "bert"))
+    kind = body_config.to_dict()["model_type"]
+    pooling = pooling or ("last" if kind == "gpt" else "cls")
+    config = ClassifierConfig(body=body_config.to_dict(), n_labels=n_labels, labels=labels, pooling=pooling,
+                              lm_weight=lm_weight if kind == "gpt" else 0.0, dropout=dropout)
+    model = (GPTClassifier if kind == "gpt" else BertClassifier)(config, rng=np.random.default_rng(seed))
+    if not from_scratch:
+        weights = load_safetensors(os.path.join(ckpt, MODEL_FILE))
+        if kind == "bert":
+            weights = {k[len("bert."):]: v for k, v in weights.items() if k.startswith("bert.")}
+        load_body(model.body, weights, os.path.join(ckpt, MODEL_FILE))
+    return model, tokenizer
+
+
+def finetune(options, log=print):
+    """Fine-tune (or train from scratch) and evaluate; returns (model, {split: Report})."""
+    train, test, extra, labels = labelled_data(options)
+    if options.labels:
+        train = train[:options.labels]
+    model, tokenizer = build_classifier(options.ckpt, len(labels), labels, options.from_scratch,
+                                        options.pooling, options.lm_weight, options.dropout, options.seed)
+    body_config = model.body.config
+    context = body_config.block_size if isinstance(model, GPTClassifier) else body_config.max_position
+    max_length = min(options.block_size or context, context)
+    train_data = encode(model, tokenizer, train, max_length)
+    trainable = [p for name, p in model.named_parameters() if not options.freeze or name.startswith("classifier.")]
+    if options.freeze:
+        for p in model.body.parameters():
+            p.requires_grad = False          # no gradient flows into the frozen body at all
+    config = TrainConfig(max_iters=options.max_iters, batch_size=options.batch_size, lr=options.lr,
+                         min_lr=options.min_lr, warmup_iters=min(options.warmup_iters, options.max_iters),
+                         weight_decay=options.weight_decay, grad_clip=options.grad_clip,
+                         eval_interval=options.max_iters, log_interval=options.log_interval, seed=options.seed)
+    n = len(train)
+    batch_size = min(options.batch_size, n)
+
+    def get_batch(rng):
+        rows = rng.choice(n, size=batch_size, replace=False)
+        return {key: value[rows] for key, value in train_data.items()}
+
+    def loss_fn(m, batch):
+        out = m(batch)
+        return out["loss"], {"acc": out["accuracy"]}
+
+    log(f"fine-tuning a {'fresh' if options.from_scratch else 'pretrained'} "
+        f"{type(model).__name__} on {n} labelled examples ({'head only' if options.freeze else 'end to end'})")
+    trainer = Trainer(model, config, get_batch, loss_fn, run_dir=None, log=log, parameters=trainable,
+                      tokens_per_batch=batch_size * max_length)
+    trainer.train()
+    reports = {}
+    for split, examples in {"test": test, **extra}.items():
+        data = encode(model, tokenizer, examples, max_length)
+        reports[split] = evaluate(data["labels"], predict(model, data), labels)
+    if options.out:
+        save_pretrained(options.out, model, tokenizer)
+    return model, reports
+
+
+def classify_texts(ckpt, texts):
+    """[(text, label, {label: probability})] from a fine-tuned classifier directory."""
+    model, tokenizer, config = load_pretrained(ckpt, expect=("gpt_classifier", "bert_classifier"))
+    body = config.body_config
+    max_length = body.block_size if config.body["model_type"] == "gpt" else body.max_position
+    encoder = encode_for_gpt if isinstance(model, GPTClassifier) else encode_for_bert
+    with no_grad():
+        logits = model(encoder(list(texts), tokenizer, max_length))["logits"].data      # (N, n_labels)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    names = config.labels or [str(i) for i in range(config.n_labels)]
+    return [(text, names[int(p.argmax())], dict(zip(names, map(float, p)))) for text, p in zip(texts, probs)]

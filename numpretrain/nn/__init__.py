@@ -1,0 +1,22 @@
+"""numpretrain.nn: modules, layers, attention and the Transformer block that GPT and BERT share.
+
+    module.py       Parameter, Module (parameters, paths, state dicts, train/eval, rng), ModuleList
+    layers.py       Linear (and its fused op `linear`), Embedding, LayerNorm, Dropout, GELU
+    attention.py    SelfAttention (fused, composite and KV-cached paths), KVCache
+    transformer.py  MLP, TransformerBlock (pre-LN and post-LN)
+    init.py         init_weights: normal(0, 0.02), GPT-2's residual scaling
+"""
+
+from .attention import KVCache, SelfAttention, make_kv_caches
+from .init import INIT_STD, init_weights
+from .layers import GELU, Dropout, Embedding, LayerNorm, Linear, linear
+from .module import LoadResult, Module, ModuleList, Parameter, StateDictError
+from .transformer import MLP, TransformerBlock
+
+__all__ = [
+    "Parameter", "Module", "ModuleList", "StateDictError", "LoadResult",
+    "Linear", "linear", "Embedding", "LayerNorm", "Dropout", "GELU",
+    "SelfAttention", "KVCache", "make_kv_caches",
+    "MLP", "TransformerBlock",
+    "init_weights", "INIT_STD",
+]

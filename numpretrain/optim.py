@@ -1,0 +1,625 @@
+"""Optimizers, learning-rate schedules and gradient clipping.
+
+    SGD        p -= lr * (g + wd p), with optional (Nesterov) momentum
+    AdamW      Adam with bias correction and decoupled weight decay, over
+               parameter groups (`param_groups_for_decay` builds nanoGPT's two)
+    schedules  constant_lr, warmup_cosine_lr, warmup_linear_lr, and `Schedule`,
+               a small config object that wraps them: `opt.lr = schedule(step)`
+    clip_grad_norm   scale all gradients together so their global L2 norm is at
+               most max_norm
+
+Conventions every optimizer here keeps:
+- `p.data` is updated in place (models share these arrays, e.g. tied weights);
+  `p.grad` is only read, never written (a gradient array may be shared).
+- A parameter whose grad is None is skipped entirely: no decay, no moment
+  update, and its own step count (Adam's bias correction) does not advance.
+- Hyper-parameters live in `opt.param_groups`, a list of dicts read afresh at
+  every step, so `opt.lr = x` (every group) or `group["lr"] = x` takes effect
+  at the next `step()`.
+- `state_dict()` is plain data: `state["buffers"]` maps names such as
+  "exp_avg[3]" (parameter index 3) to ndarrays, ready for safetensors, and every
+  other entry is JSON-able. `load_state_dict` checks it all before changing
+  anything, so resuming continues bit-identically.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from numpretrain.errors import CheckpointError, ConfigError
+from numpretrain.tensor import Tensor
+
+# AdamW updates its flat buffers this many elements at a time, so the scratch
+# array stays in cache and no step allocates a temporary as big as the model.
+CHUNK_ELEMENTS = 1 << 16
+
+# clip_grad_norm divides by (norm + CLIP_EPS), as PyTorch's clip_grad_norm_ does.
+CLIP_EPS = 1e-6
+
+
+# --------------------------------------------------------------------------
+# Parameters laid end to end
+# --------------------------------------------------------------------------
+
+class _Bucket:
+    """The parameters of one group that share a dtype, laid end to end.
+
+    Each optimizer state (Adam's "exp_avg", SGD's "momentum", ...) is ONE flat
+    array, `flat[name]`; `views[name][k]` is parameter k's slice of it, shaped
+    like the parameter. With `gather`, `grad` is a flat scratch array of the
+    same length: AdamW gathers gradients into it and overwrites them with the
+    update.
+    """
+
+    def __init__(self, group, indices, params, dtype, state_names, gather):
+        self.group = group                # the param_groups dict: hyper-parameters
+        self.indices = indices            # global parameter index of each member
+        self.params = params
+        sizes = [p.data.size for p in self.params]
+        self.ends = np.cumsum(sizes).tolist()
+        self.starts = [end - size for end, size in zip(self.ends, sizes)]
+        self.shapes = [p.data.shape for p in self.params]
+        total = self.ends[-1] if sizes else 0
+        self.flat = {name: np.zeros(total, dtype) for name in state_names}
+        self.views = {name: self._split(array) for name, array in self.flat.items()}
+        self.grad = np.empty(total, dtype) if gather else None
+        self.grad_views = self._split(self.grad) if gather else None
+
+    def _split(self, flat):
+        return [flat[s:e].reshape(shape) for s, e, shape in zip(self.starts, self.ends, self.shapes)]
+
+
+# --------------------------------------------------------------------------
+# What SGD and AdamW share: groups, zero_grad, lr, state_dict
+# --------------------------------------------------------------------------
+
+class Optimizer:
+    """Base class: parameter groups, per-parameter step counts, flat state
+    buffers, and the state_dict plumbing. Subclasses name their `defaults`,
+    the `state_names` a group needs, and write `step()`."""
+
+    gathers_grads = False  # does step() want a flat gradient buffer per bucket?
+
+    def __init__(self, params, defaults):
+        self.defaults = defaults
+        self.param_groups = [self._make_group(g) for g in _as_groups(params)]
+        self._params = [p for g in self.param_groups for p in g["params"]]
+        if not self._params:
+            raise ConfigError("the optimizer got no parameters")
+        _check_distinct(self._params)
+        # Global indices, in group order: the keys of the state_dict.
+        # (`_indices` is bookkeeping inside each group dict, not an option.)
+        index = 0
+        for group in self.param_groups:
+            group["_indices"] = list(range(index, index + len(group["params"])))
+            index += len(group["params"])
+        self.step_count = 0                            # calls to step()
+        self.param_steps = [0] * len(self._params)     # updates each parameter received
+        self._buckets = []
+        for group in self.param_groups:
+            state_names = self.state_names(group)
+            for dtype in dict.fromkeys(p.data.dtype for p in group["params"]):  # in order of appearance
+                indices = [i for i, p in zip(group["_indices"], group["params"]) if p.data.dtype == dtype]
+                params = [self._params[i] for i in indices]
+                self._buckets.append(_Bucket(group, indices, params, dtype, state_names,
+                                             gather=self.gathers_grads))
+
+    def _make_group(self, group):
+        unknown = set(group) - set(self.defaults) - {"params", "param_names", "_indices"}
+        if unknown:
+            raise ConfigError(f"unknown parameter-group option(s) {sorted(unknown)}; "
+                              f"{type(self).__name__} knows {sorted(self.defaults)}")
+        params = list(group["params"])
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer parameters must be Tensors, got {type(p).__name__}")
+            if p.data.dtype.kind != "f":
+                raise TypeError(f"parameter {p.name!r} has dtype {p.data.dtype}; only float tensors can be optimized")
+        names = group.get("param_names", [p.name for p in params])
+        if len(names) != len(params):
+            raise ConfigError(f"a parameter group has {len(params)} params but {len(names)} param_names")
+        full = {**self.defaults, **group, "params": params, "param_names": list(names)}
+        self._check_hyperparameters(full)
+        return full
+
+    def _check_hyperparameters(self, group):
+        """Raise ConfigError for a value that cannot work. Subclasses extend."""
+        if not group["lr"] >= 0:
+            raise ConfigError(f"learning rate must be >= 0, got {group['lr']}")
+        if not group["weight_decay"] >= 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {group['weight_decay']}")
+
+    def state_names(self, group):
+        """Names of the per-parameter state arrays a group needs."""
+        raise NotImplementedError
+
+    # ----- the learning rate -----
+    def set_lr(self, lr):
+        """Set the learning rate of every group; the same as `opt.lr = lr`."""
+        self.lr = lr
+
+    @property
+    def lr(self):
+        """The first group's learning rate (they are usually all the same)."""
+        return self.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value):
+        """Set the learning rate of every group (the trainer does this each step)."""
+        if not value >= 0:
+            raise ConfigError(f"learning rate must be >= 0, got {value}")
+        for group in self.param_groups:
+            group["lr"] = float(value)
+
+    # ----- gradients -----
+    def zero_grad(self):
+        """Forget every parameter's gradient (set it to None)."""
+        for p in self._params:
+            p.grad = None
+
+    def step(self):
+        raise NotImplementedError
+
+    def _runs(self, bucket):
+        """The bucket's members that have a gradient, as runs one vectorised
+        update can serve: neighbours in the flat buffers whose step count is
+        the same. Advances their step counts. Returns (first, last, step)
+        triples of member positions (inclusive) and the run's new step count.
+        Usually every parameter has a gradient and the bucket is one run."""
+        runs = []
+        for k, (i, p) in enumerate(zip(bucket.indices, bucket.params)):
+            if p.grad is None:
+                continue
+            if p.grad.shape != p.data.shape:
+                raise ValueError(f"parameter {i} ({bucket.group['param_names'][k]!r}) has shape "
+                                 f"{p.data.shape} but its grad has shape {p.grad.shape}")
+            self.param_steps[i] += 1
+            step = self.param_steps[i]
+            if runs and runs[-1][1] == k - 1 and runs[-1][2] == step:
+                runs[-1][1] = k
+            else:
+                runs.append([k, k, step])
+        return runs
+
+    # ----- saving and resuming -----
+    def _hyperparameters(self, group):
+        """A group's hyper-parameters as JSON values (betas become a list)."""
+        return {key: _json_number(group[key]) for key in self.defaults}
+
+    def _buffer_shapes(self):
+        """{"exp_avg[3]": shape, ...}: every state array, keyed by name and global parameter index."""
+        return {f"{name}[{i}]": shape
+                for bucket in self._buckets for name in bucket.views
+                for i, shape in zip(bucket.indices, bucket.shapes)}
+
+    def state_dict(self):
+        """Everything needed to resume: `buffers` (name -> ndarray copy, for
+        safetensors) and JSON-able values (step counts, hyper-parameters,
+        parameter names and shapes, which parameters form each group)."""
+        buffers = {}
+        for bucket in self._buckets:
+            for name, views in bucket.views.items():
+                for i, view in zip(bucket.indices, views):
+                    buffers[f"{name}[{i}]"] = view.copy()
+        return {
+            "optimizer": type(self).__name__,
+            "step_count": self.step_count,
+            "param_steps": list(self.param_steps),
+            "param_names": self._param_names(),
+            "param_shapes": [list(p.data.shape) for p in self._params],
+            "param_groups": [{**self._hyperparameters(g), "params": list(g["_indices"])}
+                             for g in self.param_groups],
+            "buffers": buffers,
+        }
+
+    def load_state_dict(self, state):
+        """Restore a `state_dict()`, exactly. Everything is checked first and
+        a CheckpointError lists every mismatch; on error nothing has changed."""
+        problems = self._check_state(state)
+        if problems:
+            raise CheckpointError(f"cannot load {type(self).__name__} state:\n  " + "\n  ".join(problems))
+        for group, saved in zip(self.param_groups, state["param_groups"]):
+            for key in self.defaults:
+                value = saved[key]
+                group[key] = tuple(value) if isinstance(value, list) else value
+        self.step_count = int(state["step_count"])
+        self.param_steps = [int(s) for s in state["param_steps"]]
+        for bucket in self._buckets:
+            for name, views in bucket.views.items():
+                for i, view in zip(bucket.indices, views):
+                    np.copyto(view, state["buffers"][f"{name}[{i}]"])
+
+    def _check_state(self, state):
+        """Every reason `state` cannot be loaded into this optimizer, as strings."""
+        required = ("optimizer", "step_count", "param_steps", "param_names",
+                    "param_shapes", "param_groups", "buffers")
+        if not isinstance(state, dict):
+            return [f"expected a dict, got {type(state).__name__}"]
+        missing = [key for key in required if key not in state]
+        if missing:
+            return [f"missing entries {missing}"]
+        if state["optimizer"] != type(self).__name__:
+            return [f"the state is from {state['optimizer']}, not {type(self).__name__}"]
+        problems = []
+        n = len(self._params)
+        if len(state["param_shapes"]) != n:
+            return [f"the state has {len(state['param_shapes'])} parameters, this optimizer has {n}"]
+        if len(state["param_steps"]) != n or len(state["param_names"]) != n:
+            return ["param_steps and param_names must have one entry per parameter"]
+        if not all(isinstance(g, dict) and "params" in g for g in state["param_groups"]):
+            return ["every entry of param_groups must be a dict with a 'params' list"]
+        saved_groups = [g["params"] for g in state["param_groups"]]
+        current_groups = [g["_indices"] for g in self.param_groups]
+        if saved_groups != current_groups:
+            return [f"parameter groups differ: the state groups parameters as {_ranges(saved_groups)}, "
+                    f"this optimizer as {_ranges(current_groups)}"]
+        names = self._param_names()
+        for i, (p, saved_shape) in enumerate(zip(self._params, state["param_shapes"])):
+            name = names[i]
+            if tuple(saved_shape) != p.data.shape:
+                problems.append(f"parameter {i} ({name!r}): shape {tuple(saved_shape)} in the state, "
+                                f"{p.data.shape} here")
+            saved_name = state["param_names"][i]
+            if saved_name is not None and name is not None and saved_name != name:
+                problems.append(f"parameter {i}: named {saved_name!r} in the state, {name!r} here")
+        for group, saved in zip(self.param_groups, state["param_groups"]):
+            absent = [key for key in self.defaults if key not in saved]
+            if absent:
+                problems.append(f"a parameter group lacks {absent}")
+                continue
+            try:
+                self._check_hyperparameters({**group, **{key: saved[key] for key in self.defaults}})
+            except (ConfigError, TypeError) as error:
+                problems.append(f"bad hyper-parameter in the state: {error}")
+        expected = self._buffer_shapes()
+        buffers = state["buffers"]
+        missing = sorted(set(expected) - set(buffers))
+        unexpected = sorted(set(buffers) - set(expected))
+        if missing:
+            problems.append(f"missing buffers {missing}")
+        if unexpected:
+            problems.append(f"unexpected buffers {unexpected}")
+        for key in sorted(set(expected) & set(buffers)):
+            array = np.asarray(buffers[key])
+            if array.shape != expected[key]:
+                problems.append(f"buffer {key!r}: shape {array.shape} in the state, {expected[key]} here")
+            elif array.dtype.kind != "f":
+                problems.append(f"buffer {key!r}: dtype {array.dtype}, expected a float array")
+        return problems
+
+    def _param_names(self):
+        return [name for group in self.param_groups for name in group["param_names"]]
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}(step_count={self.step_count},"]
+        for k, group in enumerate(self.param_groups):
+            numel = sum(p.data.size for p in group["params"])
+            lines.append(f"  group {k}: {len(group['params'])} tensors, {numel:,} values, "
+                         f"{self._hyperparameters(group)}")
+        return "\n".join(lines) + ")"
+
+
+def _json_number(value):
+    if isinstance(value, (tuple, list)):
+        return [float(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    return float(value)
+
+
+def _as_groups(params):
+    """Normalise the `params` argument to a list of group dicts. Accepts a
+    Tensor, an iterable of Tensors, of (name, Tensor) pairs (as
+    `named_parameters()` yields), or of group dicts."""
+    if isinstance(params, Tensor):
+        params = [params]
+    if isinstance(params, dict):
+        raise TypeError("pass a list of parameter groups (dicts), or named_parameters() items, not a dict")
+    params = list(params)
+    if params and all(isinstance(g, dict) for g in params):
+        groups = []
+        for g in params:
+            if "params" not in g:
+                raise ConfigError(f"a parameter group needs a 'params' entry; got keys {sorted(g)}")
+            items = [g["params"]] if isinstance(g["params"], Tensor) else list(g["params"])
+            groups.append({**g, **_split_named(items, g.get("param_names"))})
+        return groups
+    return [_split_named(params, None)]
+
+
+def _split_named(items, names):
+    """{"params": [...], "param_names": [...]} from Tensors or (name, Tensor) pairs."""
+    if items and all(isinstance(item, tuple) and len(item) == 2 for item in items):
+        names = [name for name, _ in items]
+        items = [p for _, p in items]
+    out = {"params": items}
+    if names is not None:
+        out["param_names"] = list(names)
+    return out
+
+
+def _check_distinct(params):
+    """Each parameter once: a Tensor (or data array) listed twice would be updated twice."""
+    seen_tensors, seen_arrays = set(), set()
+    for p in params:
+        if id(p) in seen_tensors:
+            raise ConfigError(f"parameter {p.name!r} appears more than once in the optimizer's parameters")
+        if id(p.data) in seen_arrays:
+            raise ConfigError(f"parameter {p.name!r} shares its data array with another parameter; "
+                              "pass shared (tied) weights once")
+        seen_tensors.add(id(p))
+        seen_arrays.add(id(p.data))
+
+
+def _ranges(groups):
+    """Group index lists, short: [[0..3], [4..9]]."""
+    return "[" + ", ".join(f"[{g[0]}..{g[-1]}]" if g else "[]" for g in groups) + "]"
+
+
+def param_groups_for_decay(named_parameters, weight_decay, no_decay=None):
+    """nanoGPT's two AdamW groups: every tensor with ndim >= 2 (linear weights
+    and embeddings) decays; biases and LayerNorm gains and shifts (ndim < 2)
+    do not. `no_decay(name, tensor) -> bool`, if given, moves further tensors
+    to the no-decay group, e.g. `lambda name, p: "wte" in name or "wpe" in name`
+    to exclude embeddings as well.
+
+    `named_parameters` is an iterable of (name, Tensor) pairs or a dict.
+    Returns [decay_group, no_decay_group]; either may be empty.
+    """
+    items = named_parameters.items() if isinstance(named_parameters, dict) else named_parameters
+    decay, keep = [], []
+    for name, p in items:
+        exclude = p.data.ndim < 2 or (no_decay is not None and no_decay(name, p))
+        (keep if exclude else decay).append((name, p))
+    return [
+        {"params": [p for _, p in decay], "param_names": [n for n, _ in decay], "weight_decay": weight_decay},
+        {"params": [p for _, p in keep], "param_names": [n for n, _ in keep], "weight_decay": 0.0},
+    ]
+
+
+# --------------------------------------------------------------------------
+# SGD
+# --------------------------------------------------------------------------
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, as PyTorch's (without dampening):
+
+        d = g + wd * p                          (L2 weight decay, coupled)
+        buf = momentum * buf + d                (buf starts at 0)
+        d = d + momentum * buf   if nesterov else   buf
+        p -= lr * d
+    """
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      nesterov=nesterov))
+
+    def _check_hyperparameters(self, group):
+        super()._check_hyperparameters(group)
+        if not group["momentum"] >= 0:
+            raise ConfigError(f"momentum must be >= 0, got {group['momentum']}")
+        if group["nesterov"] and group["momentum"] <= 0:
+            raise ConfigError("Nesterov momentum needs momentum > 0")
+
+    def state_names(self, group):
+        return ("momentum",) if group["momentum"] else ()
+
+    def step(self):
+        """One SGD update of every parameter that has a gradient."""
+        self.step_count += 1
+        for bucket in self._buckets:
+            group = bucket.group
+            lr, momentum, wd = float(group["lr"]), float(group["momentum"]), float(group["weight_decay"])
+            for first, last, _ in self._runs(bucket):
+                for k in range(first, last + 1):
+                    p = bucket.params[k]
+                    d = p.grad
+                    if wd:
+                        d = d + wd * p.data
+                    if momentum:
+                        buf = bucket.views["momentum"][k]
+                        buf *= momentum
+                        buf += d
+                        d = d + momentum * buf if group["nesterov"] else buf
+                    p.data -= lr * d
+
+
+# --------------------------------------------------------------------------
+# AdamW
+# --------------------------------------------------------------------------
+
+def _adam_chunk(g, m, v, scratch, beta1, beta2, eps, step_size, bias_correction2_sqrt):
+    """Adam on one chunk of flat arrays: update the moments m and v in place
+    from the gradient g, then overwrite g with the step to subtract from p.
+    `scratch` is a work array as long as g; nothing else is allocated."""
+    # m = b1 m + (1 - b1) g
+    m *= beta1
+    np.multiply(g, 1 - beta1, out=scratch)
+    m += scratch
+    # v = b2 v + (1 - b2) g^2
+    v *= beta2
+    np.multiply(g, g, out=scratch)
+    scratch *= 1 - beta2
+    v += scratch
+    # update = lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / bc1,  v_hat = v / bc2
+    np.sqrt(v, out=scratch)
+    scratch /= bias_correction2_sqrt
+    scratch += eps                       # sqrt(v_hat) + eps
+    np.divide(m, scratch, out=g)
+    g *= step_size                       # lr / bc1
+
+
+class AdamW(Optimizer):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as PyTorch's:
+
+        p *= 1 - lr * wd                        (decay, before the Adam step)
+        m = b1 m + (1 - b1) g
+        v = b2 v + (1 - b2) g^2
+        m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
+        p -= lr * m_hat / (sqrt(v_hat) + eps)
+
+    t counts the updates this parameter has received. For speed the moments
+    of each group (per dtype) are one flat array each, with a view per
+    parameter; gradients are gathered into a flat buffer and the formula runs
+    over it in chunks of CHUNK_ELEMENTS (see `_adam_chunk`).
+    """
+
+    gathers_grads = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        self._chunk = CHUNK_ELEMENTS
+        largest = max((b.grad.size for b in self._buckets), default=0)
+        self._scratch = {b.grad.dtype: np.empty(min(largest, self._chunk), b.grad.dtype)
+                         for b in self._buckets}
+
+    def _check_hyperparameters(self, group):
+        super()._check_hyperparameters(group)
+        betas = group["betas"]
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {betas}")
+        if not group["eps"] >= 0:
+            raise ConfigError(f"eps must be >= 0, got {group['eps']}")
+
+    def state_names(self, group):
+        return ("exp_avg", "exp_avg_sq")
+
+    def step(self):
+        """One AdamW update of every parameter that has a gradient."""
+        self.step_count += 1
+        for bucket in self._buckets:
+            group = bucket.group
+            lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+            beta1, beta2 = (float(b) for b in group["betas"])
+            scratch = self._scratch[bucket.grad.dtype]
+            for first, last, t in self._runs(bucket):
+                members = range(first, last + 1)
+                for k in members:                         # gather the gradients
+                    np.copyto(bucket.grad_views[k], bucket.params[k].grad)
+                step_size = lr / (1 - beta1 ** t)
+                bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
+                start, end = bucket.starts[first], bucket.ends[last]
+                for s in range(start, end, self._chunk):
+                    e = min(s + self._chunk, end)
+                    _adam_chunk(bucket.grad[s:e], bucket.flat["exp_avg"][s:e],
+                                bucket.flat["exp_avg_sq"][s:e], scratch[:e - s],
+                                beta1, beta2, eps, step_size, bias_correction2_sqrt)
+                for k in members:                         # apply decay, then the update
+                    p = bucket.params[k]
+                    if wd:
+                        p.data *= 1 - lr * wd
+                    p.data -= bucket.grad_views[k]
+
+
+# --------------------------------------------------------------------------
+# Learning-rate schedules: pure functions of the step
+# --------------------------------------------------------------------------
+#
+# Warmup follows nanoGPT: at step s < warmup_steps the rate is
+# max_lr * (s + 1) / (warmup_steps + 1), so the very first step already moves
+# (it is never 0) and the ramp reaches max_lr exactly at s = warmup_steps,
+# where the decay begins. Decay runs from max_lr at warmup_steps to min_lr at
+# total_steps; after total_steps the rate stays at min_lr.
+
+def constant_lr(step, lr):
+    """The same rate at every step."""
+    return float(lr)
+
+
+def _check_schedule(step, max_lr, min_lr, warmup_steps, total_steps):
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    if not 0 <= min_lr <= max_lr:
+        raise ConfigError(f"need 0 <= min_lr <= max_lr, got min_lr={min_lr}, max_lr={max_lr}")
+    if not 0 <= warmup_steps <= total_steps:
+        raise ConfigError(f"need 0 <= warmup_steps <= total_steps, got warmup_steps={warmup_steps}, "
+                          f"total_steps={total_steps}")
+
+
+def _decay_progress(step, warmup_steps, total_steps):
+    """Fraction of the decay phase done at `step` (warmup_steps <= step < total_steps)."""
+    return (step - warmup_steps) / (total_steps - warmup_steps)
+
+
+def warmup_cosine_lr(step, max_lr, min_lr, warmup_steps, total_steps):
+    """Linear warmup to max_lr, then half a cosine down to min_lr at total_steps."""
+    _check_schedule(step, max_lr, min_lr, warmup_steps, total_steps)
+    if step < warmup_steps:
+        return max_lr * (step + 1) / (warmup_steps + 1)
+    if step >= total_steps:
+        return float(min_lr)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * _decay_progress(step, warmup_steps, total_steps)))  # 1 -> 0
+    return min_lr + coeff * (max_lr - min_lr)
+
+
+def warmup_linear_lr(step, max_lr, min_lr, warmup_steps, total_steps):
+    """Linear warmup to max_lr, then a straight line down to min_lr at total_steps
+    (BERT's schedule, with min_lr = 0)."""
+    _check_schedule(step, max_lr, min_lr, warmup_steps, total_steps)
+    if step < warmup_steps:
+        return max_lr * (step + 1) / (warmup_steps + 1)
+    if step >= total_steps:
+        return float(min_lr)
+    return max_lr - (max_lr - min_lr) * _decay_progress(step, warmup_steps, total_steps)
+
+
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule as configuration: `opt.lr = schedule(step)`.
+
+    "constant" ignores everything but max_lr; "cosine" and "linear" warm up
+    for warmup_steps, then decay to min_lr at total_steps (see above).
+    """
+    name: str = "cosine"       # "constant" | "cosine" | "linear"
+    max_lr: float = 1e-3       # peak rate (the rate itself for "constant")
+    min_lr: float = 0.0        # floor reached at total_steps (nanoGPT uses max_lr / 10)
+    warmup_steps: int = 0      # length of the linear warmup
+    total_steps: int = 1000    # step where the decay reaches min_lr
+
+    def __post_init__(self):
+        if self.name not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.name!r}; choose one of {list(SCHEDULES)}")
+        if self.name != "constant":
+            _check_schedule(0, self.max_lr, self.min_lr, self.warmup_steps, self.total_steps)
+        elif not self.max_lr >= 0:
+            raise ConfigError(f"learning rate must be >= 0, got {self.max_lr}")
+
+    def __call__(self, step):
+        if self.name == "constant":
+            return constant_lr(step, self.max_lr)
+        schedule = warmup_cosine_lr if self.name == "cosine" else warmup_linear_lr
+        return schedule(step, self.max_lr, self.min_lr, self.warmup_steps, self.total_steps)
+
+
+# --------------------------------------------------------------------------
+# Gradient clipping
+# --------------------------------------------------------------------------
+
+def clip_grad_norm(params, max_norm):
+    """Scale every gradient by the same factor so that their global L2 norm
+    is at most `max_norm`; return the norm before clipping.
+
+    The norm is summed in float64. When it exceeds max_norm each grad is
+    REPLACED by grad * max_norm / (norm + 1e-6) (the old arrays may be shared,
+    so they are never written). A non-finite norm is returned without touching
+    anything, so the caller can see the divergence and stop.
+    """
+    if not max_norm > 0:
+        raise ValueError(f"max_norm must be > 0, got {max_norm}")
+    params = [params] if isinstance(params, Tensor) else list(params)
+    params = [p for p in params if p.grad is not None]
+    sum_of_squares = 0.0
+    for p in params:
+        g = np.array(p.grad, dtype=np.float64)   # a float64 copy, one parameter at a time
+        np.square(g, out=g)              # (not g @ g: threaded OpenBLAS ddot can be 100x slower)
+        sum_of_squares += float(g.sum())
+    total_norm = math.sqrt(sum_of_squares)
+    if math.isfinite(total_norm) and total_norm > max_norm:
+        scale = max_norm / (total_norm + CLIP_EPS)
+        for p in params:
+            p.grad = p.grad * scale                 # a new array, same dtype
+    return total_norm

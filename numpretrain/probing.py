@@ -1,0 +1,118 @@
+"""Asking a pretrained model what it learned: next-token distributions, probe scores, fill-mask, NSP.
+
+GPT probes compare log P(continuation | prompt) of the corpus's expected continuations
+with its contrasting ones ("医生拿起了" -> 听诊器 rather than 吉他); BERT fills [MASK]s,
+one position at a time, most confident first, and judges sentence pairs.
+"""
+
+import numpy as np
+
+from .models.bert import NSP_IS_NEXT
+from .tensor import no_grad
+
+MASK_TOKEN = "[MASK]"
+
+
+def _log_softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def next_token_distribution(model, tokenizer, prompt, k=10):
+    """The k most likely next tokens after prompt: [(token text, probability)]."""
+    ids = np.asarray([tokenizer.encode(prompt)], dtype=np.int64)
+    probs = np.exp(_log_softmax(model.next_token_logits(ids[:, -model.config.block_size:])[0]))
+    top = np.argsort(-probs)[:k]
+    return [(tokenizer.decode([int(i)]), float(probs[i])) for i in top]
+
+
+def continuation_logprob(model, tokenizer, prompt, continuation):
+    """log P(continuation | prompt) under a GPT, summed over the continuation's tokens."""
+    prompt_ids, continuation_ids = tokenizer.encode(prompt), tokenizer.encode(continuation)
+    ids = np.asarray([prompt_ids + continuation_ids], dtype=np.int64)[:, -model.config.block_size - 1:]
+    n = len(continuation_ids)
+    with no_grad():
+        logits, _ = model(ids[:, :-1])
+    logprobs = _log_softmax(logits.data[0, -n:])                   # (n, V)
+    return float(logprobs[np.arange(n), ids[0, -n:]].sum())
+
+
+def score_probe(model, tokenizer, probe):
+    """{"expected": {answer: logprob}, "contrasting": {...}, "correct": best expected > best contrasting}."""
+    expected = {a: continuation_logprob(model, tokenizer, probe.prompt, a) for a in probe.expected}
+    contrasting = {a: continuation_logprob(model, tokenizer, probe.prompt, a) for a in probe.contrasting}
+    return {"expected": expected, "contrasting": contrasting,
+            "correct": max(expected.values()) > max(contrasting.values())}
+
+
+# ----- BERT -----
+
+def encode_masked(tokenizer, text):
+    """[CLS] text [SEP] as ids, with [MASK] written literally in the text."""
+    return [tokenizer.cls_id] + tokenizer.encode(text) + [tokenizer.sep_id]
+
+
+def fill_mask(model, tokenizer, text, top_k=5):
+    """Fill every [MASK] of text with a BERT.
+
+    Returns (candidates, filled_text): candidates maps each masked position (in the order of
+    the text) to its top_k (token, probability) from one pass over the original text; the
+    filled text is the best joint filling found greedily: fill the most confident position,
+    predict the rest again with it in place, and repeat.
+    """
+    if MASK_TOKEN not in text:
+        raise ValueError(f"fill-mask needs at least one {MASK_TOKEN} in the text, got {text!r}")
+    ids = np.asarray([encode_masked(tokenizer, text)], dtype=np.int64)
+    if ids.shape[1] > model.config.max_position:
+        raise ValueError(f"the text is {ids.shape[1]} tokens with [CLS] and [SEP], longer than "
+                         f"max_position={model.config.max_position}")
+    masked = [int(i) for i in np.flatnonzero(ids[0] == tokenizer.mask_id)]
+    special = np.arange(tokenizer.first_non_special_id)
+
+    def probabilities(current):
+        with no_grad():
+            logits = model(current)["mlm_logits"].data[0]          # (T, V)
+        logits[:, special] = -np.inf                               # never propose [PAD], [MASK] ...
+        return np.exp(_log_softmax(logits))
+
+    probs = probabilities(ids)
+    candidates = {}
+    for position in masked:
+        top = np.argsort(-probs[position])[:top_k]
+        candidates[position] = [(tokenizer.decode([int(t)]), float(probs[position, t])) for t in top]
+    current, remaining = ids.copy(), list(masked)
+    while remaining:
+        best = max(remaining, key=lambda p: probs[p].max())
+        current[0, best] = int(probs[best].argmax())
+        remaining.remove(best)
+        if remaining:
+            probs = probabilities(current)
+    filled = tokenizer.decode([int(t) for t in current[0, 1:-1]])
+    return candidates, filled
+
+
+def nsp_probability(model, tokenizer, sentence_a, sentence_b):
+    """P(B follows A) by BERT's next-sentence head: [CLS] A [SEP] B [SEP], segments 0 and 1."""
+    a, b = tokenizer.encode(sentence_a), tokenizer.encode(sentence_b)
+    ids = [tokenizer.cls_id] + a + [tokenizer.sep_id] + b + [tokenizer.sep_id]
+    if len(ids) > model.config.max_position:
+        raise ValueError(f"the pair is {len(ids)} tokens with [CLS] and [SEP]s, longer than "
+                         f"max_position={model.config.max_position}")
+    segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
+    with no_grad():
+        logits = model(np.asarray([ids]), np.asarray([segments]))["nsp_logits"].data[0]
+    return float(np.exp(_log_softmax(logits))[NSP_IS_NEXT])
+
+
+def mlm_accuracy_of(model, batches):
+    """Mean MLM and NSP accuracy over pretraining batches (as from PretrainingBatcher)."""
+    mlm, nsp = [], []
+    for batch in batches:
+        with no_grad():
+            out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+                        batch["mlm_labels"], batch.get("nsp_labels"))
+        mlm.append(out["mlm_accuracy"])
+        if "nsp_accuracy" in out:
+            nsp.append(out["nsp_accuracy"])
+    return float(np.mean(mlm)), (float(np.mean(nsp)) if nsp else None)
+

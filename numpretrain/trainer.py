@@ -1,0 +1,294 @@
+"""The one training loop, shared by GPT and BERT pretraining and by fine-tuning.
+
+Linear, as nanoGPT's: set the learning rate, evaluate now and then, forward, backward,
+check for divergence, clip, step, log, checkpoint. Everything random (batches, dropout)
+comes from generators whose state is saved in the checkpoint, so `resume=True`
+continues exactly where a run stopped: the same seed gives the same losses, bit for
+bit, interrupted or not.
+
+A run directory holds:
+    config.json              the model config and the training config
+    tokenizer.json           written by the caller (the CLI) before training starts
+    model.safetensors        the latest weights (what `generate`, `fill-mask` ... load)
+    training_state.safetensors  weights + optimizer moments + trainer state in its metadata:
+                             one file, renamed into place atomically, so it is always consistent
+    metrics.jsonl            one JSON object per logged step and per evaluation
+"""
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import optim
+from .checkpoint import (load_safetensors, load_safetensors_metadata, rng_from_json, rng_state_to_json,
+                         save_safetensors)
+from .errors import CheckpointError, ConfigError, NumpretrainError
+from .tensor import no_grad
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "training_state.safetensors"
+METRICS_FILE = "metrics.jsonl"
+
+
+class DivergenceError(NumpretrainError):
+    """The loss or a gradient stopped being finite."""
+
+
+@dataclass
+class TrainConfig:
+    max_iters: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3             # peak learning rate, reached after the warmup
+    min_lr: float = 1e-4         # the floor the cosine decay ends at
+    warmup_iters: int = 100
+    weight_decay: float = 0.1    # on 2-D weights only (biases and LayerNorm are not decayed)
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0       # clip the global gradient norm to this (0 = off)
+    grad_accum: int = 1          # micro-batches per optimizer step
+    eval_interval: int = 100     # evaluate (and checkpoint) every this many steps
+    eval_iters: int = 10         # fixed validation batches per evaluation
+    log_interval: int = 10
+    seed: int = 1337
+    skip_nonfinite: bool = False  # skip (and count) a step whose loss or gradient is not finite
+
+    def __post_init__(self):
+        for field in ("max_iters", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval"):
+            if getattr(self, field) <= 0:
+                raise ConfigError(f"{field} must be positive, got {getattr(self, field)}")
+        if self.warmup_iters < 0 or self.lr <= 0 or self.min_lr < 0:
+            raise ConfigError("warmup_iters, lr and min_lr must be non-negative (lr positive)")
+        if self.warmup_iters > self.max_iters:
+            raise ConfigError(f"warmup_iters={self.warmup_iters} is more than max_iters={self.max_iters}")
+
+
+def _format_seconds(seconds):
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Trainer:
+    """Trains `model` on batches from `get_batch(rng)`, with `loss_fn(model, batch) -> (loss, metrics)`.
+
+    metrics is a dict of extra floats to log (e.g. MLM accuracy); `eval_batches` is a fixed
+    list of batches for the validation loss; `tokens_per_batch` feeds the tokens/s figure.
+    """
+
+    def __init__(self, model, config, get_batch, loss_fn, eval_batches=(), run_dir=None,
+                 tokens_per_batch=None, log=print, parameters=None):
+        self.model, self.config = model, config
+        self.get_batch, self.loss_fn = get_batch, loss_fn
+        self.eval_batches = list(eval_batches)
+        self.run_dir = run_dir
+        self.tokens_per_batch = tokens_per_batch
+        self.log = log
+        named = [(n, p) for n, p in model.named_parameters() if parameters is None or p in parameters]
+        self.named_parameters = named
+        self.optimizer = optim.AdamW(optim.param_groups_for_decay(named, config.weight_decay),
+                                     lr=config.lr, betas=(config.beta1, config.beta2))
+        self.data_rng = np.random.default_rng(config.seed)
+        self.dropout_rng = np.random.default_rng(config.seed + 1)
+        model.set_rng(self.dropout_rng)
+        self.step = 0
+        self.skipped_steps = 0
+        self.history = []            # (step, loss) of every step run in this process
+
+    # ----- the learning rate -----
+    def lr_at(self, step):
+        c = self.config
+        return optim.warmup_cosine_lr(step, c.lr, c.min_lr, c.warmup_iters, c.max_iters)
+
+    # ----- evaluation -----
+    def evaluate(self):
+        """Mean loss (and metrics) over the fixed validation batches, in eval mode, without a graph."""
+        if not self.eval_batches:
+            return {}
+        self.model.eval()
+        totals = {}
+        with no_grad():
+            for batch in self.eval_batches:
+                loss, metrics = self.loss_fn(self.model, batch)
+                for key, value in {"loss": float(loss.data), **metrics}.items():
+                    totals[key] = totals.get(key, 0.0) + value
+        self.model.train()
+        return {f"val_{key}": value / len(self.eval_batches) for key, value in totals.items()}
+
+    # ----- one optimizer step -----
+    def train_step(self):
+        c = self.config
+        lr = self.lr_at(self.step)
+        self.optimizer.set_lr(lr)
+        self.optimizer.zero_grad()
+        loss_total, metric_totals = 0.0, {}
+        for _ in range(c.grad_accum):
+            batch = self.get_batch(self.data_rng)
+            loss, metrics = self.loss_fn(self.model, batch)
+            (loss * (1.0 / c.grad_accum)).backward()
+            loss_total += float(loss.data) / c.grad_accum
+            for key, value in metrics.items():
+                metric_totals[key] = metric_totals.get(key, 0.0) + value / c.grad_accum
+        problem = self._nonfinite(loss_total, loss)
+        if problem:
+            if not c.skip_nonfinite:
+                raise DivergenceError(f"step {self.step}: {problem}; training stopped "
+                                      f"(the last good checkpoint is kept; --skip-nonfinite skips such steps)")
+            self.skipped_steps += 1
+            self.log(f"step {self.step}: {problem}; step skipped ({self.skipped_steps} so far)")
+            self.optimizer.zero_grad()
+            return loss_total, {"skipped": 1.0, **metric_totals}, lr
+        grad_norm = optim.clip_grad_norm([p for _, p in self.named_parameters], c.grad_clip) \
+            if c.grad_clip > 0 else float("nan")
+        self.optimizer.step()
+        return loss_total, {"grad_norm": float(grad_norm), **metric_totals}, lr
+
+    def _nonfinite(self, loss_value, loss):
+        """None if all is finite, else a sentence naming where the first non-finite value appeared."""
+        if not math.isfinite(loss_value):
+            return f"the loss is {loss_value}, {first_nonfinite(loss, dict(self.model.named_parameters()))}"
+        for name, p in self.named_parameters:
+            if p.grad is not None and not np.isfinite(p.grad).all():
+                return f"the gradient of {name} is not finite"
+        return None
+
+    # ----- the loop -----
+    def train(self):
+        """Run until max_iters, logging, evaluating and checkpointing along the way."""
+        c = self.config
+        self.model.train()
+        start_step, started = self.step, time.time()
+        window_start, window_tokens = time.time(), 0
+        while self.step < c.max_iters:
+            if self.step % c.eval_interval == 0 and self.step > start_step:
+                self._evaluate_and_save()
+            loss, metrics, lr = self.train_step()
+            self.history.append((self.step, loss))
+            self.step += 1
+            window_tokens += (self.tokens_per_batch or 0) * c.grad_accum
+            if self.step % c.log_interval == 0 or self.step == c.max_iters or self.step == start_step + 1:
+                now = time.time()
+                tokens_per_second = window_tokens / max(now - window_start, 1e-9)
+                elapsed = now - started
+                remaining = elapsed / (self.step - start_step) * (c.max_iters - self.step)
+                extra = "".join(f" | {k} {v:.3f}" for k, v in metrics.items() if k != "grad_norm")
+                self.log(f"step {self.step:>5}/{c.max_iters} | loss {loss:.4f}{extra} | lr {lr:.2e} | "
+                         f"{tokens_per_second:,.0f} tok/s | elapsed {_format_seconds(elapsed)} | "
+                         f"eta {_format_seconds(remaining)}")
+                self._write_metrics({"step": self.step, "loss": loss, "lr": lr,
+                                     "tokens_per_sec": tokens_per_second, "elapsed": elapsed, **metrics})
+                window_start, window_tokens = now, 0
+        self._evaluate_and_save()
+        return self.history
+
+    def _evaluate_and_save(self):
+        results = self.evaluate()
+        if results:
+            self.log(f"step {self.step:>5}: " + " | ".join(f"{k} {v:.4f}" for k, v in results.items()))
+            self._write_metrics({"step": self.step, **results})
+        self.save()
+        return results
+
+    # ----- metrics log -----
+    def _write_metrics(self, record):
+        if self.run_dir is None:
+            return
+        with open(os.path.join(self.run_dir, METRICS_FILE), "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _truncate_metrics(self):
+        """On resume, forget metrics logged after the checkpoint (they will be logged again)."""
+        path = os.path.join(self.run_dir, METRICS_FILE)
+        if not os.path.exists(path):
+            return
+        with open(path, encoding="utf-8") as f:
+            lines = [line for line in f if line.strip()]
+        kept = []
+        for line in lines:
+            try:
+                if json.loads(line)["step"] <= self.step:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                break  # a line cut by a crash ends the log
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(kept)
+
+    # ----- checkpoints -----
+    def save(self):
+        """Write the weights, then the full training state, each atomically (temp file + rename)."""
+        if self.run_dir is None:
+            return
+        weights = self.model.state_dict()
+        save_safetensors(os.path.join(self.run_dir, MODEL_FILE), weights, metadata={"step": str(self.step)})
+        optimizer_arrays, optimizer_info = _split_arrays(self.optimizer.state_dict())
+        state = {"step": self.step, "skipped_steps": self.skipped_steps,
+                 "data_rng": rng_state_to_json(self.data_rng), "dropout_rng": rng_state_to_json(self.dropout_rng),
+                 "train_config": asdict(self.config), "optimizer": optimizer_info}
+        tensors = {f"model.{k}": v for k, v in weights.items()}
+        tensors.update({f"optimizer.{k}": v for k, v in optimizer_arrays.items()})
+        save_safetensors(os.path.join(self.run_dir, STATE_FILE), tensors,
+                         metadata={"trainer_state": json.dumps(state)})
+
+    def resume(self):
+        """Load the training state from run_dir; returns False when there is none yet."""
+        path = os.path.join(self.run_dir, STATE_FILE)
+        if not os.path.exists(path):
+            return False
+        tensors, metadata = load_safetensors(path), load_safetensors_metadata(path)
+        try:
+            state = json.loads(metadata["trainer_state"])
+            self.step = int(state["step"])
+            self.skipped_steps = int(state.get("skipped_steps", 0))
+            self.data_rng.bit_generator.state = rng_from_json(state["data_rng"]).bit_generator.state
+            self.dropout_rng.bit_generator.state = rng_from_json(state["dropout_rng"]).bit_generator.state
+            optimizer_info = state["optimizer"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: the trainer state is malformed ({error})") from None
+        self.model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        optimizer_arrays = {k[len("optimizer."):]: v for k, v in tensors.items() if k.startswith("optimizer.")}
+        self.optimizer.load_state_dict(_join_arrays(optimizer_arrays, optimizer_info))
+        self._truncate_metrics()
+        self.log(f"resumed from {path} at step {self.step}")
+        return True
+
+
+def first_nonfinite(output, parameter_names):
+    """Where in the graph behind `output` a non-finite value first appears: a parameter or an op."""
+    names = {id(p): name for name, p in parameter_names.items()}
+    for node in output._topological_order():           # inputs before the ops that use them
+        if not np.isfinite(node.data).all():
+            if id(node) in names:
+                return f"first non-finite in parameter {names[id(node)]}"
+            return f"first non-finite in the output of op {node.op}" + (f" ({node.name})" if node.name else "")
+    return "no non-finite value found in the graph"
+
+
+def _split_arrays(state, prefix=""):
+    """Separate a nested state dict into {dotted name: ndarray} and the JSON-able rest."""
+    arrays, rest = {}, {}
+    for key, value in state.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, np.ndarray):
+            arrays[name] = value
+        elif isinstance(value, dict):
+            sub_arrays, sub_rest = _split_arrays(value, f"{name}.")
+            arrays.update(sub_arrays)
+            rest[key] = sub_rest
+        else:
+            rest[key] = value
+    return arrays, rest
+
+
+def _join_arrays(arrays, rest, prefix=""):
+    """The inverse of _split_arrays."""
+    state = {}
+    for key, value in rest.items():
+        state[key] = _join_arrays(arrays, value, f"{prefix}{key}.") if isinstance(value, dict) else value
+    for name, array in arrays.items():
+        if name.startswith(prefix) and "." not in name[len(prefix):]:
+            state[name[len(prefix):]] = array
+    return state
