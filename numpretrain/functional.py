@@ -118,17 +118,19 @@ def gelu(x, approximate="tanh"):
     """x * Phi(x). approximate="tanh" is GPT's form; "none" is the exact erf form BERT uses."""
     if approximate == "tanh":
         k = math.sqrt(2 / math.pi)
-        t = np.tanh(k * (x.data + GELU_TANH_COEFF * x.data ** 3))
-        out = 0.5 * x.data * (1 + t)
+        x_data = x.data
+        x2 = x_data * x_data                              # saved: x^2 and t (x ** 3 would call pow, slowly)
+        t = np.tanh(k * x_data * (1 + GELU_TANH_COEFF * x2))   # k (x + c x^3)
+        out = 0.5 * x_data * (1 + t)
         def backward(g):
             # d/dx [0.5 x (1 + t)] = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2)
-            dt = (1 - t * t) * k * (1 + 3 * GELU_TANH_COEFF * x.data ** 2)
-            return (g * (0.5 * (1 + t) + 0.5 * x.data * dt),)
+            dt = (1 - t * t) * k * (1 + 3 * GELU_TANH_COEFF * x2)
+            return (g * (0.5 * (1 + t) + 0.5 * x_data * dt),)
         return Tensor.from_op(out, (x,), backward, "gelu_tanh")
     if approximate == "none":
         cdf = 0.5 * (1 + erf(x.data / math.sqrt(2)))
         def backward(g):
-            pdf = np.exp(-0.5 * x.data ** 2) / math.sqrt(2 * math.pi)
+            pdf = np.exp(-0.5 * x.data * x.data) / math.sqrt(2 * math.pi)
             return (g * (cdf + x.data * pdf),)                # d/dx [x Phi(x)] = Phi(x) + x phi(x)
         return Tensor.from_op(x.data * cdf, (x,), backward, "gelu_erf")
     raise ValueError(f"gelu: approximate must be 'tanh' or 'none', got {approximate!r}")

@@ -299,7 +299,7 @@ FLOAT32_CASES = {
 def test_float32_in_float32_out_for_every_array_forward_and_backward(case):
     root = FLOAT32_CASES[case]()
     problems = _instrument_float32(root)
-    root.backward(np.ones(root.shape, dtype=np.float32))
+    root.backward(np.ones(root.shape))  # a float64 gradient, as users pass: the backward stays float32
     leaves = [node for node in root._topological_order() if node.is_leaf]
     assert leaves and all(node.grad.dtype == np.float32 for node in leaves)
     assert not problems, "; ".join(problems)

@@ -91,6 +91,13 @@ def make_kv_caches(n_layer):
     return [KVCache() for _ in range(n_layer)]
 
 
+def _read_only(array):
+    """A read-only view: the fused op's backward still needs the probabilities it kept."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def _as_mask(key_padding_mask):
     mask = np.asarray(key_padding_mask.data if isinstance(key_padding_mask, Tensor) else key_padding_mask)
     if mask.dtype != bool:
@@ -153,7 +160,7 @@ class SelfAttention(Module):
             y, probs = self_attention(qkv, self.n_head, self.causal, key_padding_mask,
                                       p, self.rng if use_rng else None, self.training)
         if self.keep_probs:
-            self.last_probs = probs
+            self.last_probs = _read_only(probs)                          # (B, nh, T, T)
         y = self.name_output(y, "y")                                    # (B, T, C), heads merged
         return self.resid_dropout(self.c_proj(y))                      # (B, T, C)
 
@@ -203,7 +210,8 @@ class SelfAttention(Module):
         if capture_wants(self._probs_name()):
             self.name_output(Tensor(probs), "probs")
         p = self.attn_dropout.p
-        if self.training and p > 0:
-            probs = probs * ((self.rng.random(probs.shape, dtype=np.float32) >= p) * np.asarray(1 / (1 - p), probs.dtype))
+        if self.training and p > 0:                                     # dropout drawn as the fused op draws it
+            keep = self.rng.random(probs.shape, dtype=np.float32) >= p
+            probs = probs * (keep * np.asarray(1 / (1 - p), probs.dtype))
         y = merge_heads(probs @ values)                                 # (B, T, C)
         return self.resid_dropout(self.c_proj(Tensor(y)))              # (B, T, C)

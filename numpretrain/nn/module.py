@@ -29,7 +29,6 @@ from collections import namedtuple
 
 import numpy as np
 
-from ..capture import record as _capture_record
 from ..errors import CheckpointError
 from ..tensor import SUPPORTED_FLOAT_DTYPES, Tensor
 
@@ -101,7 +100,8 @@ class Module:
     training = True      # train() / eval() flip it, recursively
     _parent = None       # weakref to the parent module
     _name_in_parent = None
-    _rng = None
+    _rng = None          # set by set_rng
+    _default_rng = None  # the root's generator until set_rng is called
     _path_cache = (-1, "")
 
     def __init__(self):
@@ -180,12 +180,7 @@ class Module:
         `h.0.attn` + "probs" -> "h.0.attn.probs". A root module's own output stays unnamed.
         """
         name = _join(self.path, suffix) if suffix else self.path
-        if name:
-            # what Tensor.named(name) does; spelled out because `from . import capture` inside
-            # Tensor.named finds the function numpretrain.capture, not the module (see the report)
-            tensor.name = name
-            _capture_record(tensor)
-        return tensor
+        return tensor.named(name) if name else tensor
 
     # ----- calling -----
 
@@ -283,16 +278,20 @@ class Module:
 
     @property
     def rng(self):
-        """The generator dropout draws from: the one set_rng gave, else the outermost model's
-        default generator (seeded with DEFAULT_SEED), shared by all its modules."""
-        if self._rng is None:
-            root = self
-            while root._parent is not None and root._parent() is not None:
-                root = root._parent()
-            if root._rng is None:
-                object.__setattr__(root, "_rng", np.random.default_rng(DEFAULT_SEED))
-            object.__setattr__(self, "_rng", root._rng)
-        return self._rng
+        """The generator dropout draws from: the nearest one given by set_rng (this module's or an
+        ancestor's), else the outermost model's default generator (seeded with DEFAULT_SEED),
+        shared by all its modules."""
+        module = self
+        while True:
+            if module._rng is not None:
+                return module._rng
+            parent = module._parent() if module._parent is not None else None
+            if parent is None:
+                break
+            module = parent
+        if module._default_rng is None:
+            object.__setattr__(module, "_default_rng", np.random.default_rng(DEFAULT_SEED))
+        return module._default_rng
 
     def to(self, dtype):
         """Convert every parameter (and its gradient) to float32 or float64, in place; returns self.

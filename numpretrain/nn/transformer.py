@@ -28,11 +28,15 @@ class MLP(Module):
         hidden = 4 * n_embd if hidden is None else hidden
         _check_positive_int("MLP", "hidden", hidden)
         _check_probability("MLP", "dropout", dropout)
+        self.n_embd, self.hidden = int(n_embd), int(hidden)
         self.c_fc = Linear(n_embd, hidden, bias=bias)
         self.gelu = GELU(approximate)
         self.c_proj = Linear(hidden, n_embd, bias=bias)
         self.c_proj.residual_projection = True   # writes into the residual stream: GPT-2 scales its init
         self.dropout = Dropout(dropout)
+
+    def extra_repr(self):
+        return f"{self.n_embd} -> {self.hidden} -> {self.n_embd}"
 
     def forward(self, x):
         h = self.gelu(self.c_fc(x))             # (B, T, 4C)

@@ -1,0 +1,445 @@
+"""Hugging Face checkpoints in and out: BERT (BertModel, BertForPreTraining) and GPT-2 (GPT2LMHeadModel).
+
+    model = from_pretrained("folder")     # config.json + model.safetensors, as transformers saves them
+    save_hf("folder", model)              # the same layout, which transformers loads back
+
+Our models use the checkpoints' names wherever they can, so a checkpoint maps by a table,
+one per model family, below: each row is (our name, the Hugging Face name(s), how the
+array changes on the way, the group it belongs to). `{i}` stands for the layer number.
+Three kinds of change happen:
+
+    COPY        the same array
+    TRANSPOSE   HF's nn.Linear stores weight (out, in) and computes x @ W.T; our Linear
+                stores (in, out) and computes x @ W. (GPT-2's Conv1D is already (in, out).)
+    QKV         BERT has three Linear layers query, key, value, each (C, C) as (out, in);
+                our attention has one fused c_attn (C, 3C) whose columns are q | k | v:
+                c_attn.weight = concat([Wq, Wk, Wv], axis=0).T, c_attn.bias = concat([bq, bk, bv]).
+
+Some names are a second name of a tensor in the table (tied weights, written under both
+names by transformers): ALIASES. On the way out they are written too; on the way in they
+are read from the one name and tied. Non-persistent buffers that old checkpoints carry
+(BERT's position_ids, GPT-2's attn.bias mask) are skipped. Any other name the table does
+not know, and any name it needs and the checkpoint lacks, is a CheckpointError that lists
+them all by name.
+
+Groups. "body" must be complete. A checkpoint of a BertModel (as all-MiniLM-L6-v2) has no
+pretraining heads: loaded as BertModel nothing is missing; loaded as BertForPreTraining
+the heads ("mlm", "nsp") are freshly initialised, and a warning line says so. Likewise a
+missing pooler. The facts behind each row are in ../shared/reference/hf_layouts.md and,
+for a reader, in docs/weights.md.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import load_safetensors, save_safetensors
+from .errors import CheckpointError, ConfigError
+from .models.bert import BertConfig, BertForPreTraining, BertModel
+from .models.gpt import GPT, GPTConfig
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"   # a checkpoint sharded into several files
+SAFETENSORS_METADATA = {"format": "pt"}               # transformers refuses safetensors without it
+
+COPY, TRANSPOSE, QKV = "copy", "transpose", "qkv"
+
+# --------------------------------------------------------------------------
+# BERT. Our names are BertForPreTraining's; a BertModel's are the same without "bert.".
+# --------------------------------------------------------------------------
+
+_HF_LAYER = "bert.encoder.layer.{i}."
+BERT_TABLE = (
+    # our name                                    Hugging Face name                                         how        group
+    ("bert.embeddings.word_embeddings.weight",       "bert.embeddings.word_embeddings.weight",       COPY,      "body"),
+    ("bert.embeddings.position_embeddings.weight",   "bert.embeddings.position_embeddings.weight",   COPY,      "body"),
+    ("bert.embeddings.token_type_embeddings.weight", "bert.embeddings.token_type_embeddings.weight", COPY,      "body"),
+    ("bert.embeddings.LayerNorm.weight",             "bert.embeddings.LayerNorm.weight",             COPY,      "body"),
+    ("bert.embeddings.LayerNorm.bias",               "bert.embeddings.LayerNorm.bias",               COPY,      "body"),
+    ("bert.layer.{i}.attn.c_attn.weight",  tuple(_HF_LAYER + f"attention.self.{p}.weight" for p in ("query", "key", "value")),
+                                                                                                     QKV,       "body"),
+    ("bert.layer.{i}.attn.c_attn.bias",    tuple(_HF_LAYER + f"attention.self.{p}.bias" for p in ("query", "key", "value")),
+                                                                                                     QKV,       "body"),
+    ("bert.layer.{i}.attn.c_proj.weight",            _HF_LAYER + "attention.output.dense.weight",    TRANSPOSE, "body"),
+    ("bert.layer.{i}.attn.c_proj.bias",              _HF_LAYER + "attention.output.dense.bias",      COPY,      "body"),
+    ("bert.layer.{i}.ln_1.weight",                   _HF_LAYER + "attention.output.LayerNorm.weight", COPY,     "body"),
+    ("bert.layer.{i}.ln_1.bias",                     _HF_LAYER + "attention.output.LayerNorm.bias",  COPY,      "body"),
+    ("bert.layer.{i}.mlp.c_fc.weight",               _HF_LAYER + "intermediate.dense.weight",        TRANSPOSE, "body"),
+    ("bert.layer.{i}.mlp.c_fc.bias",                 _HF_LAYER + "intermediate.dense.bias",          COPY,      "body"),
+    ("bert.layer.{i}.mlp.c_proj.weight",             _HF_LAYER + "output.dense.weight",              TRANSPOSE, "body"),
+    ("bert.layer.{i}.mlp.c_proj.bias",               _HF_LAYER + "output.dense.bias",                COPY,      "body"),
+    ("bert.layer.{i}.ln_2.weight",                   _HF_LAYER + "output.LayerNorm.weight",          COPY,      "body"),
+    ("bert.layer.{i}.ln_2.bias",                     _HF_LAYER + "output.LayerNorm.bias",            COPY,      "body"),
+    ("bert.pooler.weight",                           "bert.pooler.dense.weight",                     TRANSPOSE, "pooler"),
+    ("bert.pooler.bias",                             "bert.pooler.dense.bias",                       COPY,      "pooler"),
+    ("mlm_dense.weight",                             "cls.predictions.transform.dense.weight",       TRANSPOSE, "mlm"),
+    ("mlm_dense.bias",                               "cls.predictions.transform.dense.bias",         COPY,      "mlm"),
+    ("mlm_LayerNorm.weight",                         "cls.predictions.transform.LayerNorm.weight",   COPY,      "mlm"),
+    ("mlm_LayerNorm.bias",                           "cls.predictions.transform.LayerNorm.bias",     COPY,      "mlm"),
+    ("mlm_bias",                                     "cls.predictions.bias",                         COPY,      "mlm"),
+    ("nsp.weight",                                   "cls.seq_relationship.weight",                  TRANSPOSE, "nsp"),
+    ("nsp.bias",                                     "cls.seq_relationship.bias",                    COPY,      "nsp"),
+)
+BERT_ALIASES = {   # second name -> the name in the table it is tied to (the MLM decoder)
+    "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+    "cls.predictions.decoder.bias": "cls.predictions.bias",
+}
+BERT_BUFFERS = re.compile(r"bert\.embeddings\.(position_ids|token_type_ids)")
+GROUP_NAMES = {"body": "encoder", "pooler": "pooler (bert.pooler.*)", "mlm": "masked-LM head (cls.predictions.*)",
+               "nsp": "next-sentence head (cls.seq_relationship.*)", "untied": "separate LM head (lm_head.weight)"}
+
+# --------------------------------------------------------------------------
+# GPT-2. Conv1D stores (in, out), as our Linear: every row is a copy.
+# --------------------------------------------------------------------------
+
+_HF_BLOCK = "transformer.h.{i}."
+GPT2_TABLE = (
+    # our name                   Hugging Face name                       how   group
+    ("wte.weight",               "transformer.wte.weight",               COPY, "body"),
+    ("wpe.weight",               "transformer.wpe.weight",               COPY, "body"),
+    ("h.{i}.ln_1.weight",        _HF_BLOCK + "ln_1.weight",              COPY, "body"),
+    ("h.{i}.ln_1.bias",          _HF_BLOCK + "ln_1.bias",                COPY, "body"),
+    ("h.{i}.attn.c_attn.weight", _HF_BLOCK + "attn.c_attn.weight",       COPY, "body"),   # (C, 3C), q | k | v
+    ("h.{i}.attn.c_attn.bias",   _HF_BLOCK + "attn.c_attn.bias",         COPY, "body"),
+    ("h.{i}.attn.c_proj.weight", _HF_BLOCK + "attn.c_proj.weight",       COPY, "body"),
+    ("h.{i}.attn.c_proj.bias",   _HF_BLOCK + "attn.c_proj.bias",         COPY, "body"),
+    ("h.{i}.ln_2.weight",        _HF_BLOCK + "ln_2.weight",              COPY, "body"),
+    ("h.{i}.ln_2.bias",          _HF_BLOCK + "ln_2.bias",                COPY, "body"),
+    ("h.{i}.mlp.c_fc.weight",    _HF_BLOCK + "mlp.c_fc.weight",          COPY, "body"),
+    ("h.{i}.mlp.c_fc.bias",      _HF_BLOCK + "mlp.c_fc.bias",            COPY, "body"),
+    ("h.{i}.mlp.c_proj.weight",  _HF_BLOCK + "mlp.c_proj.weight",        COPY, "body"),
+    ("h.{i}.mlp.c_proj.bias",    _HF_BLOCK + "mlp.c_proj.bias",          COPY, "body"),
+    ("ln_f.weight",              "transformer.ln_f.weight",              COPY, "body"),
+    ("ln_f.bias",                "transformer.ln_f.bias",                COPY, "body"),
+    ("lm_head.weight",           "lm_head.weight",                       COPY, "untied"),  # nn.Linear (V, C) = our (V, C) table
+)
+GPT2_ALIASES = {"lm_head.weight": "transformer.wte.weight"}   # when tie_word_embeddings (GPT-2 always)
+GPT2_BUFFERS = re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)")   # old causal-mask buffers
+
+
+def _stderr(message):
+    print(message, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------
+# The table, expanded for one model
+# --------------------------------------------------------------------------
+
+def expand(table, n_layer, groups):
+    """The table's rows for `groups`, with {i} replaced by 0 .. n_layer-1: [(ours, hf tuple, how, group)]."""
+    rows = []
+    for ours, hf, how, group in table:
+        if group not in groups:
+            continue
+        hf = hf if isinstance(hf, tuple) else (hf,)
+        layers = range(n_layer) if "{i}" in ours else (None,)
+        for i in layers:
+            rows.append((ours.format(i=i) if i is not None else ours,
+                         tuple(h.format(i=i) if i is not None else h for h in hf), how, group))
+    return rows
+
+
+def to_ours(how, arrays):
+    """Hugging Face arrays (one per HF name of the row) -> our array."""
+    if how == QKV and arrays[0].ndim == 2:
+        return np.ascontiguousarray(np.concatenate(arrays, axis=0).T)    # 3 x (C, C) as (out, in) -> (C, 3C)
+    if how == QKV:
+        return np.concatenate(arrays)                                     # 3 x (C,) -> (3C,)
+    return np.ascontiguousarray(arrays[0].T) if how == TRANSPOSE else arrays[0]
+
+
+def to_hf(how, array):
+    """Our array -> the Hugging Face arrays (one per HF name of the row)."""
+    if how == QKV and array.ndim == 2:
+        return [np.ascontiguousarray(w) for w in np.split(array.T, 3)]   # (C, 3C) -> 3 x (C, C) as (out, in)
+    if how == QKV:
+        return np.split(array, 3)                                         # (3C,) -> 3 x (C,)
+    return [np.ascontiguousarray(array.T) if how == TRANSPOSE else array]
+
+
+def hf_shapes(how, shape):
+    """The shapes the Hugging Face arrays of a row must have, given our parameter's shape."""
+    if how == QKV and len(shape) == 2:
+        return [(shape[1] // 3, shape[0])] * 3
+    if how == QKV:
+        return [(shape[0] // 3,)] * 3
+    return [tuple(reversed(shape)) if how == TRANSPOSE else tuple(shape)]
+
+
+# --------------------------------------------------------------------------
+# config.json
+# --------------------------------------------------------------------------
+
+def _read_json(path):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path}: not valid UTF-8 at byte {err.start}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: malformed JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return obj
+
+
+def bert_config_from_hf(hf, source="config.json"):
+    """A Hugging Face BertConfig dict -> our BertConfig. Missing fields take transformers' defaults."""
+    checks = {"hidden_act": ("gelu",), "position_embedding_type": ("absolute",),
+              "is_decoder": (False,), "add_cross_attention": (False,)}
+    for field, allowed in checks.items():
+        value = hf.get(field, allowed[0])
+        if value not in allowed:
+            raise ConfigError(f"{source}: {field}={value!r} is not supported (numpretrain's BERT needs "
+                              f"{field}={allowed[0]!r}: exact erf GELU, learned absolute positions, an encoder)")
+    try:
+        return BertConfig(vocab_size=hf.get("vocab_size", 30522), max_position=hf.get("max_position_embeddings", 512),
+                          type_vocab_size=hf.get("type_vocab_size", 2), n_layer=hf.get("num_hidden_layers", 12),
+                          n_head=hf.get("num_attention_heads", 12), n_embd=hf.get("hidden_size", 768),
+                          intermediate_size=hf.get("intermediate_size", 3072),
+                          dropout=hf.get("hidden_dropout_prob", 0.1), layer_norm_eps=hf.get("layer_norm_eps", 1e-12))
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def bert_config_to_hf(config, architecture):
+    return {"architectures": [architecture], "model_type": "bert",
+            "vocab_size": config.vocab_size, "hidden_size": config.n_embd,
+            "num_hidden_layers": config.n_layer, "num_attention_heads": config.n_head,
+            "intermediate_size": config.intermediate_size, "hidden_act": "gelu",
+            "hidden_dropout_prob": config.dropout, "attention_probs_dropout_prob": config.dropout,
+            "max_position_embeddings": config.max_position, "type_vocab_size": config.type_vocab_size,
+            "layer_norm_eps": config.layer_norm_eps, "initializer_range": 0.02, "pad_token_id": 0,
+            "position_embedding_type": "absolute", "tie_word_embeddings": True}
+
+
+def gpt2_config_from_hf(hf, source="config.json"):
+    """A Hugging Face GPT2Config dict -> our GPTConfig. Missing fields take transformers' defaults."""
+    n_embd = hf.get("n_embd", 768)
+    checks = {"activation_function": (("gelu_new", "gelu_pytorch_tanh"), "the tanh GELU, gelu_new"),
+              "n_inner": ((None, 4 * n_embd), f"a feed-forward width of 4 * n_embd = {4 * n_embd}"),
+              "scale_attn_weights": ((True,), "scores scaled by 1/sqrt(head size)"),
+              "scale_attn_by_inverse_layer_idx": ((False,), "no extra 1/(layer+1) scaling"),
+              "reorder_and_upcast_attn": ((False,), "the ordinary attention order")}
+    for field, (allowed, meaning) in checks.items():
+        value = hf.get(field, allowed[0])
+        if value not in allowed:
+            raise ConfigError(f"{source}: {field}={value!r} is not supported (numpretrain's GPT has {meaning})")
+    try:
+        return GPTConfig(vocab_size=hf.get("vocab_size", 50257), block_size=hf.get("n_positions", 1024),
+                         n_layer=hf.get("n_layer", 12), n_head=hf.get("n_head", 12), n_embd=n_embd,
+                         dropout=hf.get("resid_pdrop", 0.1), bias=True, norm_first=True,
+                         layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+                         tie_weights=bool(hf.get("tie_word_embeddings", True)))
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def gpt2_config_to_hf(config):
+    if not (config.norm_first and config.bias):
+        raise ConfigError("only a GPT-2-shaped GPT (pre-LN blocks with biases) has a Hugging Face GPT-2 layout; "
+                          "this one has " + ("post-LN blocks" if not config.norm_first else "no biases"))
+    return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+            "vocab_size": config.vocab_size, "n_positions": config.block_size, "n_embd": config.n_embd,
+            "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": None,
+            "activation_function": "gelu_new", "resid_pdrop": config.dropout, "embd_pdrop": config.dropout,
+            "attn_pdrop": config.dropout, "layer_norm_epsilon": config.layer_norm_eps,
+            "initializer_range": 0.02, "tie_word_embeddings": config.tie_weights,
+            "bos_token_id": None, "eos_token_id": None}
+
+
+# --------------------------------------------------------------------------
+# Reading the weights
+# --------------------------------------------------------------------------
+
+def read_hf_weights(directory):
+    """{name: array} from model.safetensors, or from the shards a model.safetensors.index.json lists."""
+    directory = Path(directory)
+    single, index = directory / WEIGHTS_FILE, directory / WEIGHTS_INDEX_FILE
+    if single.is_file():
+        return load_safetensors(single)
+    if index.is_file():
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index}: no \"weight_map\" object")
+        tensors = {}
+        for shard in sorted(set(weight_map.values())):
+            tensors.update(load_safetensors(directory / shard))
+        return tensors
+    others = sorted(p.name for p in directory.glob("*.bin")) + sorted(p.name for p in directory.glob("*.pt"))
+    hint = (f" (it has {', '.join(others)}: a pickle, which numpretrain does not read; save the model with "
+            f"safe_serialization=True, the default of transformers)" if others else "")
+    raise CheckpointError(f"{directory}: no {WEIGHTS_FILE}{hint}")
+
+
+def _canonical_names(tensors, prefix, heads):
+    """Old TensorFlow names (LayerNorm.gamma/beta) renamed; a bare checkpoint (saved from BertModel or
+    GPT2Model, so without `prefix`) given the prefix, except for the names of head weights."""
+    renamed = {}
+    for name, array in tensors.items():
+        if name.endswith(".gamma") or name.endswith(".beta"):
+            name = name.rsplit(".", 1)[0] + (".weight" if name.endswith(".gamma") else ".bias")
+        renamed[name] = array
+    if any(name.startswith(prefix) for name in renamed):
+        return renamed
+    return {(name if name.startswith(heads) else prefix + name): array for name, array in renamed.items()}
+
+
+def _describe(names, limit=12):
+    names = sorted(names)
+    shown = ", ".join(names[:limit])
+    return f"{shown}, ... ({len(names)} in all)" if len(names) > limit else shown
+
+
+# --------------------------------------------------------------------------
+# from_pretrained
+# --------------------------------------------------------------------------
+
+def from_pretrained(directory, model_class=None, log=_stderr):
+    """Load a Hugging Face folder (config.json + model.safetensors) into our model, in eval mode.
+
+    model_class: BertModel, BertForPreTraining or GPT; None takes it from config.json
+        (GPT-2 -> GPT; a BERT whose "architectures" names a pretraining or masked-LM head ->
+        BertForPreTraining, otherwise BertModel).
+    log: called with one line per thing worth knowing (heads absent, heads dropped, heads
+        freshly initialised); lines that start with "warning:" mean the model is not fully
+        pretrained. Default: printed to stderr.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such model folder")
+    config_path = directory / CONFIG_FILE
+    hf_config = _read_json(config_path)
+    model_type = hf_config.get("model_type")
+    if model_type == "bert":
+        config = bert_config_from_hf(hf_config, config_path)
+        if model_class is None:
+            heads = any(a.endswith(("ForPreTraining", "ForMaskedLM")) for a in hf_config.get("architectures") or [])
+            model_class = BertForPreTraining if heads else BertModel
+        if model_class not in (BertModel, BertForPreTraining):
+            raise ConfigError(f"{config_path}: a BERT checkpoint loads as BertModel or BertForPreTraining, "
+                              f"not {getattr(model_class, '__name__', model_class)}")
+        table, aliases, buffers, prefix, heads = BERT_TABLE, BERT_ALIASES, BERT_BUFFERS, "bert.", ("cls.",)
+        groups = ("body", "pooler", "mlm", "nsp") if model_class is BertForPreTraining else ("body", "pooler")
+        known_groups = ("body", "pooler", "mlm", "nsp")
+        strip = "" if model_class is BertForPreTraining else "bert."   # BertModel's names lack "bert."
+    elif model_type == "gpt2":
+        config = gpt2_config_from_hf(hf_config, config_path)
+        if model_class not in (None, GPT):
+            raise ConfigError(f"{config_path}: a GPT-2 checkpoint loads as GPT, not "
+                              f"{getattr(model_class, '__name__', model_class)}")
+        model_class = GPT
+        table, buffers, prefix, heads, strip = GPT2_TABLE, GPT2_BUFFERS, "transformer.", ("lm_head.",), ""
+        aliases = GPT2_ALIASES if config.tie_weights else {}
+        groups = known_groups = ("body",) if config.tie_weights else ("body", "untied")
+    else:
+        raise CheckpointError(f"{config_path}: model_type {model_type!r} is not supported "
+                              f"(numpretrain reads \"bert\" and \"gpt2\" checkpoints)")
+
+    source = str(directory / WEIGHTS_FILE)
+    tensors = _canonical_names(read_hf_weights(directory), prefix, heads)
+    model = model_class(config)
+    params = dict(model.named_parameters())
+
+    # 1. which groups the checkpoint has: all of a group, none of it (fresh), or part (an error)
+    missing, fresh, state, used = [], [], {}, set()
+    for group in groups:
+        rows = expand(table, config.n_layer, (group,))
+        needed = [h for _, hf, _, _ in rows for h in hf]
+        absent = [h for h in needed if h not in tensors]
+        if group != "body" and len(absent) == len(needed):
+            fresh.append(group)
+            continue
+        missing += absent
+        if absent:
+            continue
+        # 2. the rows: check shapes by Hugging Face name, then rename and transpose
+        for ours, hf, how, _ in rows:
+            ours = ours[len(strip):] if strip and ours.startswith(strip) else ours
+            expected = hf_shapes(how, params[ours].shape)
+            for name, shape in zip(hf, expected):
+                if tensors[name].shape != shape:
+                    raise CheckpointError(f"{source}: {name} has shape {tensors[name].shape}, but config.json "
+                                          f"asks for {shape}")
+            state[ours] = to_ours(how, [tensors[name] for name in hf])
+            used.update(hf)
+
+    # 3. what is left over: aliases of tied tensors, buffers, heads this model has no use for, or unknown
+    all_rows = expand(table, config.n_layer, known_groups)
+    unused_heads = {h for _, hf, _, group in all_rows if group not in groups for h in hf}
+    unused_heads |= {a for a, target in aliases.items() if target in unused_heads}
+    unknown = [name for name in tensors
+               if name not in used and name not in aliases and not buffers.fullmatch(name) and name not in unused_heads]
+    if missing or unknown:
+        problems = [f"{source} does not fit {model_class.__name__} with {config_path.name}:"]
+        if missing:
+            problems.append(f"  missing tensors ({len(missing)}): {_describe(missing)}")
+        if unknown:
+            problems.append(f"  unknown tensors ({len(unknown)}): {_describe(unknown)}")
+        raise CheckpointError("\n".join(problems))
+    model.load_state_dict(state, strict=False)   # everything in `state` fits; fresh groups keep their init
+
+    # 4. say what happened
+    name = model_class.__name__
+    dropped = sorted({group for _, hf, _, group in all_rows if group not in groups and any(h in tensors for h in hf)})
+    if model_type == "bert" and model_class is BertModel and not any(n.startswith("cls.") for n in tensors):
+        log(f"{directory}: no pretraining heads in the checkpoint (cls.predictions, cls.seq_relationship); "
+            f"a BertModel needs none")
+    for group in dropped:
+        log(f"{directory}: the {GROUP_NAMES[group]} in the checkpoint is not used by {name}")
+    for group in fresh:
+        log(f"warning: {directory} has no {GROUP_NAMES[group]}: {name}'s is freshly initialised "
+            f"(random), so its outputs mean nothing until it is trained")
+    model.eval()
+    return model
+
+
+# --------------------------------------------------------------------------
+# save_hf
+# --------------------------------------------------------------------------
+
+def hf_state_dict(model):
+    """Our model's weights under Hugging Face names (aliases of tied tensors included), and its config.json."""
+    if isinstance(model, GPT):
+        table, aliases, groups = GPT2_TABLE, GPT2_ALIASES, ("body",) if model.config.tie_weights else ("body", "untied")
+        hf_config, strip = gpt2_config_to_hf(model.config), ""
+        if not model.config.tie_weights:
+            aliases = {}
+    elif isinstance(model, (BertModel, BertForPreTraining)):
+        pretraining = isinstance(model, BertForPreTraining)
+        table, aliases = BERT_TABLE, BERT_ALIASES if pretraining else {}
+        groups = ("body", "pooler", "mlm", "nsp") if pretraining else ("body", "pooler")
+        hf_config = bert_config_to_hf(model.config, type(model).__name__)
+        strip = "" if pretraining else "bert."
+    else:
+        raise TypeError(f"save_hf writes a GPT, BertModel or BertForPreTraining, not {type(model).__name__}")
+    ours = model.state_dict()
+    tensors = {}
+    for name, hf, how, _ in expand(table, model.config.n_layer, groups):
+        name = name[len(strip):] if strip and name.startswith(strip) else name
+        tensors.update(zip(hf, to_hf(how, ours[name])))
+    for alias, target in aliases.items():
+        tensors[alias] = tensors[target]
+    if strip:   # transformers saves a BertModel without the "bert." prefix
+        tensors = {name[len(strip):]: array for name, array in tensors.items()}
+    return tensors, hf_config
+
+
+def save_hf(directory, model, tokenizer=None):
+    """Write `model` as a Hugging Face folder: config.json and model.safetensors (float32 or float64, as
+    the model is), plus vocab.txt and tokenizer_config.json when the tokenizer is a WordPiece one."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors, hf_config = hf_state_dict(model)
+    (directory / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
+    save_safetensors(directory / WEIGHTS_FILE, tensors, metadata=SAFETENSORS_METADATA)
+    if tokenizer is not None and hasattr(tokenizer, "save_vocab"):
+        tokenizer.save_vocab(directory)
+    return directory
