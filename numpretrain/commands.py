@@ -20,7 +20,18 @@ def pretrain_bert(options):
     print(f"saved to {options.out}")
 
 
+def _check_at_least(options, minimum, *names):
+    """Options that count something must be at least `minimum` (a count of 0 prints nothing)."""
+    for name in names:
+        value = getattr(options, name)
+        if value is not None and value < minimum:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
+
+
 def generate(options):
+    _check_at_least(options, 1, "max_new_tokens", "num_samples", "top_k")
+    if options.top_p is not None and not 0 < options.top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {options.top_p}")
     model, tokenizer, _ = load_pretrained(options.ckpt, expect="gpt")
     if not options.prompt:
         raise ValueError("--prompt is empty: give the text to continue, e.g. --prompt 今天天气很")
@@ -53,6 +64,7 @@ def probe(options):
 
 
 def fill_mask(options):
+    _check_at_least(options, 1, "top_k")
     model, tokenizer, _ = load_pretrained(options.ckpt, expect="bert")
     candidates, filled = probing.fill_mask(model, tokenizer, options.text, options.top_k)
     for n, (position, top) in enumerate(candidates.items(), 1):
@@ -62,6 +74,8 @@ def fill_mask(options):
 
 
 def nsp(options):
+    if not (options.sentence_a.strip() and options.sentence_b.strip()):
+        raise ValueError("both sentences must hold some text")
     model, tokenizer, _ = load_pretrained(options.ckpt, expect="bert")
     p = probing.nsp_probability(model, tokenizer, options.sentence_a, options.sentence_b)
     print(f"P(B follows A) = {p:.3f}")
@@ -81,3 +95,24 @@ def classify(options):
     for text, label, probabilities in classify_texts(options.ckpt, options.texts):
         shown = "  ".join(f"{name} {p:.3f}" for name, p in probabilities.items())
         print(f"{label}\t{shown}\t{text}")
+
+
+def embed(options):
+    from .embed import SentenceEmbedder, cosine_similarity
+    embedder = SentenceEmbedder.from_pretrained(options.model)
+    if options.batch_size <= 0:
+        raise ValueError(f"--batch-size must be positive, got {options.batch_size}")
+    print(embedder)
+    vectors = embedder.encode(options.texts, batch_size=options.batch_size)      # (N, C)
+    for i, (text, vector) in enumerate(zip(options.texts, vectors)):
+        shown = text if len(text) <= 50 else text[:47] + "..."
+        head = ", ".join(f"{x:+.4f}" for x in vector[:4])
+        print(f"[{i}] {shown!r}: [{head}, ... {vector[-1]:+.4f}]  ({len(vector)} dims, norm {np.linalg.norm(vector):.3f})")
+    print("cosine similarity:")
+    similarity = cosine_similarity(vectors)
+    print("     " + "".join(f"{f'[{j}]':>8}" for j in range(len(vectors))))
+    for i, row in enumerate(similarity):
+        print(f"{f'[{i}]':>5}" + "".join(f"{x:8.3f}" for x in row))
+    if options.save:
+        np.save(options.save, vectors.astype(np.float32))
+        print(f"saved {vectors.shape} float32 to {options.save}")

@@ -99,6 +99,10 @@ def build_classifier(ckpt, n_labels, labels, from_scratch=False, pooling=None, l
 
 def finetune(options, log=print):
     """Fine-tune (or train from scratch) and evaluate; returns (model, {split: Report})."""
+    for name in ("labels", "block_size"):       # None means "all examples" / "the model's context"
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     train, test, extra, labels = labelled_data(options)
     if options.labels:
         train = train[:options.labels]

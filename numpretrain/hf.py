@@ -302,12 +302,14 @@ def _describe(names, limit=12):
 # from_pretrained
 # --------------------------------------------------------------------------
 
-def from_pretrained(directory, model_class=None, log=_stderr):
+def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
     """Load a Hugging Face folder (config.json + model.safetensors) into our model, in eval mode.
 
     model_class: BertModel, BertForPreTraining or GPT; None takes it from config.json
         (GPT-2 -> GPT; a BERT whose "architectures" names a pretraining or masked-LM head ->
         BertForPreTraining, otherwise BertModel).
+    dtype: np.float32 or np.float64; None keeps a float64 checkpoint in float64 and loads anything
+        else (float32, float16, bfloat16) in float32.
     log: called with one line per thing worth knowing (heads absent, heads dropped, heads
         freshly initialised); lines that start with "warning:" mean the model is not fully
         pretrained. Default: printed to stderr.
@@ -345,7 +347,10 @@ def from_pretrained(directory, model_class=None, log=_stderr):
 
     source = str(directory / WEIGHTS_FILE)
     tensors = _canonical_names(read_hf_weights(directory), prefix, heads)
-    model = model_class(config)
+    if dtype is None:
+        floats = [a.dtype for a in tensors.values() if a.dtype.kind == "f"]
+        dtype = np.float64 if floats and all(d == np.float64 for d in floats) else np.float32
+    model = model_class(config).to(dtype)
     params = dict(model.named_parameters())
 
     # 1. which groups the checkpoint has: all of a group, none of it (fresh), or part (an error)
@@ -357,8 +362,9 @@ def from_pretrained(directory, model_class=None, log=_stderr):
         if group != "body" and len(absent) == len(needed):
             fresh.append(group)
             continue
-        missing += absent
         if absent:
+            missing += absent
+            used.update(h for h in needed if h in tensors)
             continue
         # 2. the rows: check shapes by Hugging Face name, then rename and transpose
         for ours, hf, how, _ in rows:

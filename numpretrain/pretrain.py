@@ -13,7 +13,7 @@ from .data.corpus import corpus_text, generate_documents
 from .errors import CheckpointError, DataError
 from .models.bert import BertConfig, BertForPreTraining
 from .models.gpt import GPT, GPTConfig
-from .runs import CONFIG_FILE, TOKENIZER_FILE, load_config, save_config
+from .runs import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, check_fits_weights_file, load_config, save_config
 from .tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 from .trainer import TrainConfig, Trainer
 
@@ -41,10 +41,14 @@ def prepare_run_dir(options, text, model_type):
     """The tokenizer for this run: trained on the text for a new run, read back for --resume."""
     out = options.out
     config_path = os.path.join(out, CONFIG_FILE)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DataError(f"{out}: exists and is not a directory; --out needs a directory for the run")
     if options.resume and os.path.exists(config_path):
         saved = load_config(out)
         if saved.to_dict()["model_type"] != model_type:
             raise CheckpointError(f"{out}: holds a {saved.to_dict()['model_type']} run, not a {model_type} run")
+        if os.path.exists(os.path.join(out, MODEL_FILE)):     # no absurd sizes: refuse before allocating
+            check_fits_weights_file(saved, config_path, os.path.join(out, MODEL_FILE))
         return load_tokenizer(os.path.join(out, TOKENIZER_FILE)), saved
     if os.path.exists(config_path) and not options.resume:
         raise DataError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
@@ -59,6 +63,7 @@ def prepare_run_dir(options, text, model_type):
 
 def pretrain_gpt(options, log=print):
     """Train a GPT on the corpus; returns the Trainer (its model, history and run_dir)."""
+    train = train_config(options)        # bad options fail before anything is generated or written
     text, source = load_corpus(options)
     tokenizer, saved_config = prepare_run_dir(options, text, "gpt")
     dataset = CausalLMDataset(np.asarray(tokenizer.encode(text), dtype=np.int32), source=source)
@@ -67,7 +72,6 @@ def pretrain_gpt(options, log=print):
     config = saved_config or GPTConfig(vocab_size=tokenizer.vocab_size, block_size=options.block_size,
                                        n_layer=options.n_layer, n_head=options.n_head, n_embd=options.n_embd,
                                        dropout=options.dropout, norm_first=not options.post_ln)
-    train = train_config(options)
     if saved_config is None:
         save_config(options.out, config, vars(train))
     model = GPT(config, rng=np.random.default_rng(options.seed))
@@ -97,6 +101,7 @@ def bert_loss(model, batch):
 
 def pretrain_bert(options, log=print):
     """Pretrain a BERT (MLM, plus NSP unless --no-nsp); returns the Trainer."""
+    train = train_config(options)        # bad options fail before anything is generated or written
     text, source = load_corpus(options)
     tokenizer, saved_config = prepare_run_dir(options, text, "bert")
     documents = split_documents(text)
@@ -106,7 +111,6 @@ def pretrain_bert(options, log=print):
     config = saved_config or BertConfig(vocab_size=tokenizer.vocab_size, max_position=options.block_size,
                                         n_layer=options.n_layer, n_head=options.n_head, n_embd=options.n_embd,
                                         intermediate_size=4 * options.n_embd, dropout=options.dropout)
-    train = train_config(options)
     if saved_config is None:
         save_config(options.out, config, vars(train))
     model = BertForPreTraining(config, rng=np.random.default_rng(options.seed))

@@ -5,7 +5,9 @@
     DIR/tokenizer.json     the tokenizer
 
 Every file is written atomically and read without pickle; a missing, truncated or
-foreign file is a CheckpointError naming the file and the problem.
+foreign file is a CheckpointError naming the file and the problem. A config is
+checked against the size of the weights file before the model is built, so a
+config claiming absurd sizes fails at once instead of allocating them.
 """
 
 import os
@@ -58,9 +60,53 @@ def load_config(run_dir):
         raise CheckpointError(f"{path}: unknown model_type {model['model_type']!r} (known: {', '.join(classes)})")
     config_class, _ = classes[model["model_type"]]
     try:
-        return config_class.from_dict(model)
-    except (ConfigError, TypeError, ValueError) as error:
+        config = config_class.from_dict(model)
+        if model["model_type"].endswith("_classifier"):
+            _check_classifier_config(config)
+    except (ConfigError, TypeError, ValueError, AttributeError) as error:
         raise CheckpointError(f"{path}: {error}") from None
+    return config
+
+
+def _check_classifier_config(config):
+    """What ClassifierConfig leaves to later: a body that parses, label names that fit n_labels."""
+    config.body_config                                  # parses the body; raises on a bad one
+    if not (isinstance(config.n_labels, int) and isinstance(config.labels, list)
+            and all(isinstance(label, str) for label in config.labels)
+            and len(config.labels) in (0, config.n_labels)):
+        raise ConfigError(f"n_labels {config.n_labels!r} and labels {str(config.labels)[:60]} do not fit together")
+
+
+def parameter_lower_bound(config):
+    """At least this many parameters are in the model a config describes (its big matrices only).
+
+    Exact Python integers, so absurd sizes cannot overflow; a model's real count is never smaller.
+    """
+    d = config.to_dict()
+    if d["model_type"].endswith("_classifier"):
+        body = config.body_config
+        return parameter_lower_bound(body) + config.n_labels * body.n_embd     # + the (C, n_labels) classifier
+    C, L = d["n_embd"], d["n_layer"]
+    if d["model_type"] == "gpt":
+        # wte (V, C), wpe (T, C); per block 4C² of attention and 8C² of MLP
+        return (d["vocab_size"] + d["block_size"]) * C + L * 12 * C * C
+    # word, position and token-type embeddings; per layer 4C² of attention and 2 C x intermediate of MLP
+    return ((d["vocab_size"] + d["max_position"] + d["type_vocab_size"]) * C
+            + L * (4 * C * C + 2 * C * d["intermediate_size"]))
+
+
+def check_fits_weights_file(config, config_path, weights_path):
+    """Refuse, before allocating anything, a config describing more parameters than the weights
+    file has bytes (every safetensors dtype takes at least one byte per value)."""
+    try:
+        size = os.path.getsize(weights_path)
+    except OSError:
+        raise CheckpointError(f"{weights_path}: no such file") from None
+    needed = parameter_lower_bound(config)
+    if needed > size:
+        raise CheckpointError(f"{config_path}: describes a model of at least {needed:,} parameters, but "
+                              f"{weights_path} holds only {size:,} bytes (absurd sizes in the config, "
+                              f"or weights of another model)")
 
 
 def load_pretrained(run_dir, expect=None):
@@ -75,13 +121,16 @@ def load_pretrained(run_dir, expect=None):
         raise CheckpointError(f"{run_dir}: this is a {model_type} checkpoint, but a "
                               f"{' or '.join(expected)} checkpoint is needed here")
     _, model_class = model_classes()[model_type]
-    model = model_class(config)
     weights_path = os.path.join(run_dir, MODEL_FILE)
+    check_fits_weights_file(config, os.path.join(run_dir, CONFIG_FILE), weights_path)
     try:
-        model.load_state_dict(load_safetensors(weights_path))
-    except CheckpointError:
-        raise
-    except (KeyError, ValueError) as error:
+        model = model_class(config)
+    except (ConfigError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{os.path.join(run_dir, CONFIG_FILE)}: cannot build the model: {error}") from None
+    weights = load_safetensors(weights_path)      # a broken file names itself
+    try:
+        model.load_state_dict(weights)
+    except (KeyError, ValueError) as error:       # StateDictError lists every missing key and bad shape
         raise CheckpointError(f"{weights_path}: does not fit the model in config.json: {error}") from None
     tokenizer = load_tokenizer(os.path.join(run_dir, TOKENIZER_FILE))
     if tokenizer.vocab_size > getattr(config, "vocab_size", tokenizer.vocab_size):

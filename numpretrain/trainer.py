@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import optim
-from .checkpoint import (load_safetensors, load_safetensors_metadata, rng_from_json, rng_state_to_json,
-                         save_safetensors)
+from .checkpoint import (injected_fault, load_safetensors, load_safetensors_metadata, remove_stale_temp_files,
+                         rng_from_json, rng_state_to_json, save_safetensors)
 from .errors import CheckpointError, ConfigError, NumpretrainError
 from .tensor import no_grad
 
@@ -62,6 +62,9 @@ class TrainConfig:
                 raise ConfigError(f"{field} must be positive, got {getattr(self, field)}")
         if self.warmup_iters < 0 or self.lr <= 0 or self.min_lr < 0:
             raise ConfigError("warmup_iters, lr and min_lr must be non-negative (lr positive)")
+        for field in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip"):
+            if not math.isfinite(getattr(self, field)):
+                raise ConfigError(f"{field} must be a finite number, got {getattr(self, field)}")
         if self.warmup_iters > self.max_iters:
             raise ConfigError(f"warmup_iters={self.warmup_iters} is more than max_iters={self.max_iters}")
 
@@ -97,6 +100,7 @@ class Trainer:
         model.set_rng(self.dropout_rng)
         self.step = 0
         self.skipped_steps = 0
+        self.saved_step = None       # the step of the last complete checkpoint in run_dir
         self.history = []            # (step, loss) of every step run in this process
 
     # ----- the learning rate -----
@@ -133,6 +137,8 @@ class Trainer:
             loss_total += float(loss.data) / c.grad_accum
             for key, value in metrics.items():
                 metric_totals[key] = metric_totals.get(key, 0.0) + value / c.grad_accum
+        if injected_fault("nan-grad") == self.step:    # the crash tests' fault hook (checkpoint.py)
+            [p for _, p in self.named_parameters if p.grad is not None][-1].grad[...] = np.nan
         problem = self._nonfinite(loss_total, loss)
         if problem:
             if not c.skip_nonfinite:
@@ -170,7 +176,10 @@ class Trainer:
             self.history.append((self.step, loss))
             self.step += 1
             window_tokens += (self.tokens_per_batch or 0) * c.grad_accum
-            if self.step % c.log_interval == 0 or self.step == c.max_iters or self.step == start_step + 1:
+            # Which steps reach metrics.jsonl depends on the step alone, so a resumed run logs
+            # the same records as an uninterrupted one; the first step after a resume is printed too.
+            logged = self.step % c.log_interval == 0 or self.step in (1, c.max_iters)
+            if logged or self.step == start_step + 1:
                 now = time.time()
                 tokens_per_second = window_tokens / max(now - window_start, 1e-9)
                 elapsed = now - started
@@ -179,10 +188,14 @@ class Trainer:
                 self.log(f"step {self.step:>5}/{c.max_iters} | loss {loss:.4f}{extra} | lr {lr:.2e} | "
                          f"{tokens_per_second:,.0f} tok/s | elapsed {_format_seconds(elapsed)} | "
                          f"eta {_format_seconds(remaining)}")
-                self._write_metrics({"step": self.step, "loss": loss, "lr": lr,
-                                     "tokens_per_sec": tokens_per_second, "elapsed": elapsed, **metrics})
+                if logged:
+                    self._write_metrics({"step": self.step, "loss": loss, "lr": lr,
+                                         "tokens_per_sec": tokens_per_second, "elapsed": elapsed, **metrics})
                 window_start, window_tokens = now, 0
-        self._evaluate_and_save()
+        if self.step > start_step:   # resuming a finished run evaluates and saves nothing twice
+            self._evaluate_and_save()
+        if self.skipped_steps:
+            self.log(f"{self.skipped_steps} step(s) skipped because their loss or gradient was not finite")
         return self.history
 
     def _evaluate_and_save(self):
@@ -223,20 +236,29 @@ class Trainer:
         if self.run_dir is None:
             return
         weights = self.model.state_dict()
-        save_safetensors(os.path.join(self.run_dir, MODEL_FILE), weights, metadata={"step": str(self.step)})
         optimizer_arrays, optimizer_info = _split_arrays(self.optimizer.state_dict())
         state = {"step": self.step, "skipped_steps": self.skipped_steps,
                  "data_rng": rng_state_to_json(self.data_rng), "dropout_rng": rng_state_to_json(self.dropout_rng),
                  "train_config": asdict(self.config), "optimizer": optimizer_info}
         tensors = {f"model.{k}": v for k, v in weights.items()}
         tensors.update({f"optimizer.{k}": v for k, v in optimizer_arrays.items()})
-        save_safetensors(os.path.join(self.run_dir, STATE_FILE), tensors,
-                         metadata={"trainer_state": json.dumps(state)})
+        try:
+            save_safetensors(os.path.join(self.run_dir, MODEL_FILE), weights, metadata={"step": str(self.step)})
+            save_safetensors(os.path.join(self.run_dir, STATE_FILE), tensors,
+                             metadata={"trainer_state": json.dumps(state)})
+        except CheckpointError as error:   # a full disk, a permission denied: say what is kept
+            kept = "none yet" if self.saved_step is None else f"step {self.saved_step}, continue it with --resume"
+            raise CheckpointError(f"the checkpoint of step {self.step} was not saved: {error}. "
+                                  f"The last complete checkpoint is kept ({kept}).") from error
+        self.saved_step = self.step
 
     def resume(self):
         """Load the training state from run_dir; returns False when there is none yet."""
         path = os.path.join(self.run_dir, STATE_FILE)
+        for name in remove_stale_temp_files(self.run_dir):
+            self.log(f"removed {name}, left half-written by an interrupted save")
         if not os.path.exists(path):
+            self._truncate_metrics()   # killed before the first checkpoint: start over, log included
             return False
         tensors, metadata = load_safetensors(path), load_safetensors_metadata(path)
         try:
@@ -251,6 +273,7 @@ class Trainer:
         self.model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
         optimizer_arrays = {k[len("optimizer."):]: v for k, v in tensors.items() if k.startswith("optimizer.")}
         self.optimizer.load_state_dict(_join_arrays(optimizer_arrays, optimizer_info))
+        self.saved_step = self.step
         self._truncate_metrics()
         self.log(f"resumed from {path} at step {self.step}")
         return True

@@ -1,0 +1,430 @@
+"""How fast numpretrain trains and generates, beside PyTorch's eager mode on the same machine.
+
+    python benchmarks/bench.py [--only train|generate] [--model gpt|bert] [--size tiny|small|medium]
+                               [--no-torch] [--threads N] [--steps-memory N]
+
+Training rows (GPT: causal LM; BERT: MLM + NSP), vocabulary 256, dropout 0, AdamW:
+    tiny    2 layers, 2 heads, width  64, context  32, batch  8
+    small   4 layers, 4 heads, width 128, context  64, batch 16
+    medium  6 layers, 8 heads, width 256, context 128, batch 16
+Each prints the median milliseconds of a full step (zero_grad, forward, backward, AdamW) after
+warm-up, tokens per second, achieved GFLOP/s (matrix-multiply FLOPs only, counted below) and that
+as a fraction of this run's NumPy float32 matmul peak, and the peak resident memory of a step.
+
+How it measures, and why:
+- Timing. numpretrain and PyTorch run in this one process, INTERLEAVED: short blocks of steps
+  alternate between the two, so a burst of load from another program on the machine hits both
+  alike. Medians of the per-step times are reported (minimums beside them); the load average is
+  printed with every row. Ratios (PyTorch's time / ours: above 1 means numpretrain is faster)
+  are the figures to trust on a shared machine.
+- Threads. OPENBLAS_NUM_THREADS (and OMP/MKL) are set to --threads before NumPy is imported and
+  torch.set_num_threads(--threads) is called, so both use the same number of cores.
+- The matmul peak is the best GFLOP/s of a (1024, 1024) @ (1024, 1024) float32 np.matmul,
+  measured before every row; the highest seen is the peak.
+- Memory. Peaks from two frameworks in one process would mix, so each (framework, model, size)
+  runs a few steps in a child process of its own (this script with --memory-child), which reports
+  its resident memory after importing NumPy and the framework and its peak resident memory
+  (getrusage ru_maxrss). "peak MB" is the peak less that import baseline: model, optimizer state,
+  activations and gradients. --steps-memory N runs N numpretrain steps in a child and prints its
+  current RSS after 100 and after N steps (the growth check).
+- Equivalence. The PyTorch twins (benchmarks/torch_models.py) receive numpretrain's weights by
+  name, and the first loss of both is printed: they must agree to float32 rounding.
+- Generation: the small GPT with block_size 128, batch 1, a 28-token prompt continued greedily
+  by 100 tokens (so the text fills the 128-token context), with and without the KV cache.
+
+Without torch (or with --no-torch) the same rows print numpretrain's figures alone.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+SIZES = {  # n_layer, n_head, n_embd, context T, batch B
+    "tiny": dict(n_layer=2, n_head=2, n_embd=64, T=32, B=8),
+    "small": dict(n_layer=4, n_head=4, n_embd=128, T=64, B=16),
+    "medium": dict(n_layer=6, n_head=8, n_embd=256, T=128, B=16),
+}
+VOCAB = 256
+MLM_PROB = 0.15            # BERT labels this fraction of the real (unpadded) positions
+LR, WEIGHT_DECAY = 1e-3, 0.01
+GEN_PROMPT, GEN_NEW, GEN_CONTEXT = 28, 100, 128
+# (warm-up steps, alternating blocks, steps per block): about 10-20 s of timing per row
+SCHEDULE = {"tiny": (10, 20, 10), "small": (4, 12, 3), "medium": (2, 8, 1)}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=["train", "generate"])
+    parser.add_argument("--model", choices=["gpt", "bert"])
+    parser.add_argument("--size", choices=list(SIZES))
+    parser.add_argument("--no-torch", action="store_true", help="time numpretrain alone")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
+    parser.add_argument("--steps-memory", type=int, default=0, metavar="N",
+                        help="also run N numpretrain steps and print RSS after 100 and after N")
+    parser.add_argument("--memory-size", choices=list(SIZES), default="small",
+                        help="size of the --steps-memory run (default small)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    parser.add_argument("--memory-child", nargs=3, metavar=("FRAMEWORK", "MODEL", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-steps", type=int, default=5, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+ARGS = parse_args()
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(ARGS.threads)   # before NumPy (and torch) start their thread pools
+
+import numpy as np  # noqa: E402
+
+
+# ----- the models and one batch, in numpretrain and in PyTorch -----
+
+def make_batch(model, size, seed=0):
+    """A fixed random batch as NumPy arrays. BERT: segments A|B, 0-25% padding at the end,
+    MLM labels on 15% of the real positions, random NSP labels."""
+    s, rng = SIZES[size], np.random.default_rng(seed)
+    B, T = s["B"], s["T"]
+    ids = rng.integers(0, VOCAB, (B, T))
+    if model == "gpt":
+        return dict(ids=ids, targets=rng.integers(0, VOCAB, (B, T)))
+    lengths = rng.integers(T - T // 4, T + 1, B)
+    mask = np.arange(T)[None, :] < lengths[:, None]                        # (B, T) True at real tokens
+    token_type_ids = (np.arange(T)[None, :] >= lengths[:, None] // 2).astype(np.int64) * mask
+    labelled = mask & (rng.random((B, T)) < MLM_PROB)
+    labelled[:, 1] = True                                                  # at least one per row
+    mlm_labels = np.where(labelled, rng.integers(0, VOCAB, (B, T)), -100)
+    return dict(ids=ids, token_type_ids=token_type_ids, attention_mask=mask, mlm_labels=mlm_labels,
+                nsp_labels=rng.integers(0, 2, B))
+
+
+def build_numpretrain(model, size, context=None):
+    from numpretrain.models.bert import BertConfig, BertForPreTraining
+    from numpretrain.models.gpt import GPT, GPTConfig
+    from numpretrain.optim import AdamW
+    s = SIZES[size]
+    if model == "gpt":
+        net = GPT(GPTConfig(vocab_size=VOCAB, block_size=context or s["T"], n_layer=s["n_layer"],
+                            n_head=s["n_head"], n_embd=s["n_embd"], dropout=0.0))
+    else:
+        net = BertForPreTraining(BertConfig(vocab_size=VOCAB, max_position=s["T"], n_layer=s["n_layer"],
+                                            n_head=s["n_head"], n_embd=s["n_embd"],
+                                            intermediate_size=4 * s["n_embd"], dropout=0.0))
+    opt = AdamW(list(net.parameters()), lr=LR, weight_decay=WEIGHT_DECAY)
+    return net, opt
+
+
+def numpretrain_step(model, net, opt, batch):
+    opt.zero_grad()
+    if model == "gpt":
+        loss = net(batch["ids"], batch["targets"])[1]
+    else:
+        loss = net(batch["ids"], batch["token_type_ids"], batch["attention_mask"],
+                   batch["mlm_labels"], batch["nsp_labels"])["loss"]
+    loss.backward()
+    opt.step()
+    return float(loss.data)
+
+
+def build_torch(model, size, context=None):
+    import torch
+    import torch_models
+    s = SIZES[size]
+    if model == "gpt":
+        net = torch_models.GPT(VOCAB, context or s["T"], s["n_layer"], s["n_head"], s["n_embd"])
+    else:
+        net = torch_models.BertForPreTraining(VOCAB, s["T"], s["n_layer"], s["n_head"], s["n_embd"],
+                                              4 * s["n_embd"])
+    return net, torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+
+
+def torch_batch(model, batch):
+    import torch
+    if model == "gpt":
+        return dict(ids=torch.from_numpy(batch["ids"]), targets=torch.from_numpy(batch["targets"]))
+    rows, cols = np.nonzero(batch["mlm_labels"] != -100)
+    return dict(ids=torch.from_numpy(batch["ids"]), token_type_ids=torch.from_numpy(batch["token_type_ids"]),
+                attention_mask=torch.from_numpy(batch["attention_mask"]), mlm_rows=torch.from_numpy(rows),
+                mlm_cols=torch.from_numpy(cols), mlm_targets=torch.from_numpy(batch["mlm_labels"][rows, cols]),
+                nsp_labels=torch.from_numpy(batch["nsp_labels"]))
+
+
+def torch_step(model, net, opt, batch):
+    opt.zero_grad(set_to_none=True)
+    loss = net(**batch)
+    loss.backward()
+    opt.step()
+    return float(loss)
+
+
+# ----- what a step costs: FLOPs and the machine's matmul peak -----
+
+def train_flops(model, size, batch):
+    """Matrix-multiply FLOPs of one training step: 2 m k n per product in the forward pass, and
+    twice that in the backward pass (one product for the input's gradient, one for the weight's).
+    Elementwise work is not counted, as is usual for model FLOPs."""
+    s = SIZES[size]
+    B, T, C, L = s["B"], s["T"], s["n_embd"], s["n_layer"]
+    N = B * T
+    per_layer = 2 * N * C * (3 * C + C + 4 * C + 4 * C)          # c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj
+    per_layer += 2 * 2 * B * T * T * C                            # q k^T and probs v, all heads
+    forward = L * per_layer
+    if model == "gpt":
+        forward += 2 * N * C * VOCAB                              # the tied LM head
+    else:
+        M = int((batch["mlm_labels"] != -100).sum())
+        forward += 2 * M * C * C + 2 * M * C * VOCAB              # MLM dense and decoder, labelled rows only
+        forward += 2 * B * C * C + 2 * B * C * 2                  # pooler and NSP
+    return 3 * forward
+
+
+def matmul_peak_gflops(n=1024, repeats=5):
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b, out = a.copy(), np.empty_like(a)
+    np.matmul(a, b, out=out)
+    best = min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # kilobytes on Linux
+
+
+# ----- memory, in child processes -----
+
+def memory_child(framework, model, size, steps):
+    """Runs in a fresh process: print JSON with RSS after imports, peak RSS, and RSS along the way."""
+    if framework == "torch":
+        import torch
+        torch.set_num_threads(ARGS.threads)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import torch_models  # noqa: F401
+    else:
+        import numpretrain.models.bert  # noqa: F401
+        import numpretrain.models.gpt  # noqa: F401
+    baseline = _rss_mb()
+    batch = make_batch(model, size)
+    if framework == "torch":
+        net, opt = build_torch(model, size)
+        batch, step = torch_batch(model, batch), torch_step
+    else:
+        net, opt = build_numpretrain(model, size)
+        step = numpretrain_step
+    rss_at = {}
+    for i in range(1, steps + 1):
+        step(model, net, opt, batch)
+        if i in (100, steps):
+            rss_at[i] = _rss_mb()
+    print(json.dumps(dict(baseline=baseline, peak=_peak_rss_mb(), rss_at=rss_at)))
+
+
+def run_memory_child(framework, model, size, steps=5):
+    command = [sys.executable, os.path.abspath(__file__), "--threads", str(ARGS.threads),
+               "--child-steps", str(steps), "--memory-child", framework, model, size]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ----- the rows -----
+
+def load():
+    return os.getloadavg()[0]
+
+
+def time_interleaved(runners, warmup, blocks, per_block):
+    """runners: {name: step function}. Warm each up, then alternate blocks of steps between them.
+    Returns {name: list of per-step seconds}."""
+    for fn in runners.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in runners}
+    for b in range(blocks):
+        order = list(runners.items())
+        if b % 2:
+            order.reverse()                        # neither always goes first after the other
+        for name, fn in order:
+            for _ in range(per_block):
+                times[name].append(_timed(fn))
+    return times
+
+
+def train_row(model, size, torch_ok, peak_holder):
+    peak_holder[0] = max(peak_holder[0], matmul_peak_gflops())
+    load_before = load()
+    batch = make_batch(model, size)
+    net, opt = build_numpretrain(model, size)
+    runners = {"numpretrain": lambda: numpretrain_step(model, net, opt, batch)}
+    first = {}
+    if torch_ok:
+        import torch_models
+        tnet, topt = build_torch(model, size)
+        torch_models.copy_weights(net, tnet)
+        tbatch = torch_batch(model, batch)
+        runners["torch"] = lambda: torch_step(model, tnet, topt, tbatch)
+    for name, fn in runners.items():
+        first[name] = fn()                          # same weights, same batch: the same first loss
+    times = time_interleaved(runners, *SCHEDULE[size])
+    flops = train_flops(model, size, batch)
+    tokens = SIZES[size]["B"] * SIZES[size]["T"]
+    row = dict(model=model, size=size, load=(load_before, load()), first_loss=first, flops=flops)
+    for name, ts in times.items():
+        median = float(np.median(ts))
+        row[name] = dict(ms=1e3 * median, min_ms=1e3 * min(ts), tok_s=tokens / median, gflops=flops / median / 1e9)
+    return row
+
+
+def generate_rows(torch_ok):
+    from numpretrain.tensor import no_grad
+    net, _ = build_numpretrain("gpt", "small", context=GEN_CONTEXT)
+    net.eval()
+    prompt = np.random.default_rng(1).integers(0, VOCAB, (1, GEN_PROMPT))
+    runners, outputs = {}, {}
+    for cache in (True, False):
+        runners[("numpretrain", cache)] = (
+            lambda cache=cache: outputs.__setitem__(("numpretrain", cache), net.generate(
+                prompt, GEN_NEW, greedy=True, use_cache=cache)))
+    if torch_ok:
+        import torch
+        import torch_models
+        tnet, _ = build_torch("gpt", "small", context=GEN_CONTEXT)
+        torch_models.copy_weights(net, tnet)
+        tprompt = torch.from_numpy(prompt)
+        for cache in (True, False):
+            runners[("torch", cache)] = (
+                lambda cache=cache: outputs.__setitem__(("torch", cache), tnet.generate(
+                    tprompt, GEN_NEW, use_cache=cache).numpy()))
+    load_before = load()
+    with no_grad():
+        times = time_interleaved(runners, warmup=2, blocks=8, per_block=1)
+    rows = []
+    for cache in (True, False):
+        row = dict(cache=cache, load=(load_before, load()))
+        for framework in ("numpretrain", "torch"):
+            if (framework, cache) in times:
+                median = float(np.median(times[(framework, cache)]))
+                row[framework] = dict(ms=1e3 * median, tok_s=GEN_NEW / median)
+        if torch_ok:
+            row["same_tokens"] = bool(np.array_equal(outputs[("numpretrain", cache)], outputs[("torch", cache)]))
+        rows.append(row)
+    return rows
+
+
+# ----- printing -----
+
+def print_train(rows, peak, memory):
+    print(f"\nTraining step (median ms after warm-up; GFLOP/s counts matmul FLOPs; %pk = of the "
+          f"{peak:.0f} GFLOP/s NumPy matmul peak; mem = peak RSS above the import, MB)")
+    head = f"{'model':5} {'size':6} | {'ms':>7} {'(min)':>7} {'tok/s':>7} {'GF/s':>5} {'%pk':>4} {'mem':>5}"
+    has_torch = any("torch" in r for r in rows)
+    if has_torch:
+        head += f" | {'torch ms':>8} {'tok/s':>7} {'GF/s':>5} {'%pk':>4} {'mem':>5} | {'speed':>5} {'mem':>5}"
+    print(head + f" | {'load':>9} | first loss")
+    for r in rows:
+        n, key = r["numpretrain"], (r["model"], r["size"])
+        mem = memory.get(("numpretrain",) + key)
+        line = (f"{r['model']:5} {r['size']:6} | {n['ms']:7.1f} {n['min_ms']:7.1f} {n['tok_s']:7.0f} "
+                f"{n['gflops']:5.1f} {100 * n['gflops'] / peak:3.0f}% {_mem(mem):>5}")
+        if "torch" in r:
+            t, tmem = r["torch"], memory.get(("torch",) + key)
+            mem_ratio = f"{_above(mem) / _above(tmem):.2f}x" if mem and tmem else "-"
+            line += (f" | {t['ms']:8.1f} {t['tok_s']:7.0f} {t['gflops']:5.1f} {100 * t['gflops'] / peak:3.0f}% "
+                     f"{_mem(tmem):>5} | {t['ms'] / n['ms']:4.2f}x {mem_ratio:>5}")
+        elif has_torch:
+            line += " | (torch not run)"
+        losses = " / ".join(f"{v:.5f}" for v in r["first_loss"].values())
+        print(line + f" | {r['load'][0]:4.2f}-{r['load'][1]:4.2f} | {losses}")
+    if has_torch:
+        print("speed = PyTorch ms / numpretrain ms (above 1: numpretrain is faster); "
+              "mem = numpretrain peak / PyTorch peak (below 1: numpretrain uses less)")
+
+
+def _above(mem):
+    return mem["peak"] - mem["baseline"]
+
+
+def _mem(mem):
+    return "-" if not mem else f"{_above(mem):.0f}"
+
+
+def print_generate(rows):
+    print(f"\nGeneration: small GPT, batch 1, {GEN_PROMPT}-token prompt + {GEN_NEW} new tokens "
+          f"(greedy) in a {GEN_CONTEXT}-token context")
+    head = f"{'KV cache':8} | {'ms':>7} {'tok/s':>7}"
+    if "torch" in rows[0]:
+        head += f" | {'torch ms':>8} {'tok/s':>7} | {'speed':>5} | same tokens"
+    print(head + " | load")
+    for r in rows:
+        n = r["numpretrain"]
+        line = f"{'yes' if r['cache'] else 'no':8} | {n['ms']:7.1f} {n['tok_s']:7.0f}"
+        if "torch" in r:
+            t = r["torch"]
+            line += f" | {t['ms']:8.1f} {t['tok_s']:7.0f} | {t['ms'] / n['ms']:4.2f}x | {r['same_tokens']}"
+        print(line + f" | {r['load'][0]:4.2f}-{r['load'][1]:4.2f}")
+    if len(rows) == 2:
+        print(f"the cache makes numpretrain {rows[1]['numpretrain']['ms'] / rows[0]['numpretrain']['ms']:.1f}x faster"
+              + (f", PyTorch {rows[1]['torch']['ms'] / rows[0]['torch']['ms']:.1f}x" if "torch" in rows[0] else ""))
+
+
+def main():
+    if ARGS.memory_child:
+        memory_child(*ARGS.memory_child, steps=ARGS.child_steps)
+        return
+    torch_ok = False
+    if not ARGS.no_torch:
+        try:
+            import torch
+            torch.set_num_threads(ARGS.threads)
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            torch_ok = True
+        except ImportError:
+            print("PyTorch is not installed: numpretrain's figures only "
+                  "(pip install torch==2.13.0 for the side-by-side comparison)")
+    import numpretrain
+    print(f"numpretrain {numpretrain.__version__}, NumPy {np.__version__}"
+          + (f", PyTorch {torch.__version__}" if torch_ok else "") +
+          f"; {ARGS.threads} thread(s); {os.cpu_count()} CPUs; load average {load():.2f}")
+    models = [ARGS.model] if ARGS.model else ["gpt", "bert"]
+    sizes = [ARGS.size] if ARGS.size else list(SIZES)
+    peak = [0.0]
+    if ARGS.only != "generate":
+        rows = [train_row(m, s, torch_ok, peak) for m in models for s in sizes]
+        memory = {}
+        if not ARGS.no_memory:
+            for m in models:
+                for s in sizes:
+                    for framework in ("numpretrain", "torch") if torch_ok else ("numpretrain",):
+                        memory[(framework, m, s)] = run_memory_child(framework, m, s)
+        print_train(rows, peak[0], memory)
+    if ARGS.only != "train" and (ARGS.model in (None, "gpt")):
+        print_generate(generate_rows(torch_ok))
+    if ARGS.steps_memory:
+        print(f"\nMemory growth: numpretrain, {ARGS.steps_memory} steps at size {ARGS.memory_size}")
+        for m in models:
+            result = run_memory_child("numpretrain", m, ARGS.memory_size, steps=ARGS.steps_memory)
+            at = result["rss_at"]
+            after_100 = at.get("100", float("nan"))
+            after_n = at[str(ARGS.steps_memory)]
+            print(f"{m:5}: RSS after 100 steps {after_100:.1f} MB, after {ARGS.steps_memory} steps "
+                  f"{after_n:.1f} MB (growth {after_n - after_100:+.1f} MB); peak {result['peak']:.1f} MB")
+    if peak[0]:
+        print(f"\nNumPy float32 matmul peak this run: {peak[0]:.0f} GFLOP/s; load average now {load():.2f}")
+
+
+if __name__ == "__main__":
+    main()
