@@ -24,7 +24,8 @@ How it measures, and why:
 - Memory. Peaks from two frameworks in one process would mix, so each (framework, model, size)
   runs a few steps in a child process of its own (this script with --memory-child), which reports
   its resident memory after importing NumPy and the framework and its peak resident memory
-  (getrusage ru_maxrss). "peak MB" is the peak less that import baseline: model, optimizer state,
+  (VmHWM in /proc/self/status; getrusage's ru_maxrss would include the parent's peak, as it
+  survives exec). "peak MB" is the peak less that import baseline: model, optimizer state,
   activations and gradients. --steps-memory N runs N numpretrain steps in a child and prints its
   current RSS after 100 and after N steps (the growth check).
 - Equivalence. The PyTorch twins (benchmarks/torch_models.py) receive numpretrain's weights by
@@ -156,7 +157,7 @@ def torch_step(model, net, opt, batch):
     loss = net(**batch)
     loss.backward()
     opt.step()
-    return float(loss)
+    return loss.item()
 
 
 # ----- what a step costs: FLOPs and the machine's matmul peak -----
@@ -194,16 +195,24 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def _rss_mb():
+def _status_mb(field):
+    """A memory figure of this process from /proc/self/status (Linux), in MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def _rss_mb():
+    return _status_mb("VmRSS")
+
+
 def _peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # kilobytes on Linux
+    # VmHWM, the peak RSS of this process's own memory. Not getrusage's ru_maxrss: that one survives
+    # exec, so a child started by this (torch-laden) parent would report the parent's peak.
+    peak = _status_mb("VmHWM")
+    return peak if peak == peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ----- memory, in child processes -----

@@ -159,12 +159,13 @@ def _torch_name(name):
 def copy_weights(np_model, torch_model):
     """Copy every parameter of a numpretrain model into its twin, by name (Linear weights transposed)."""
     params = dict(torch_model.named_parameters())
+    linear_weights = {f"{path}.weight" for path, m in torch_model.named_modules() if isinstance(m, nn.Linear)}
     copied = set()
     with torch.no_grad():
         for name, p in np_model.named_parameters():
             target = params[_torch_name(name)]
             data = np.asarray(p.data, dtype=np.float32)
-            if data.shape != tuple(target.shape):
+            if _torch_name(name) in linear_weights:
                 data = data.T                                            # Linear: (in, out) -> (out, in)
             target.copy_(torch.from_numpy(np.ascontiguousarray(data)))
             copied.add(_torch_name(name))

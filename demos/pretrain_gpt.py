@@ -29,7 +29,7 @@ from numpretrain.data.probes import probes
 from numpretrain.runs import load_pretrained
 
 FULL = ["--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "64", "--batch-size", "32",
-        "--max-iters", "1200", "--lr", "2e-3", "--min-lr", "2e-4", "--warmup-iters", "100",
+        "--max-iters", "800", "--lr", "2e-3", "--min-lr", "2e-4", "--warmup-iters", "100",
         "--eval-interval", "200", "--log-interval", "50", "--n-documents", "40000"]
 QUICK = ["--n-layer", "2", "--n-head", "4", "--n-embd", "96", "--block-size", "64", "--batch-size", "32",
          "--max-iters", "300", "--lr", "3e-3", "--min-lr", "3e-4", "--warmup-iters", "30",

@@ -249,6 +249,12 @@ def _parse_json(text, source, allow_nan=False):
         raise CheckpointError(f"{source}: invalid JSON: {error}") from None
 
 
+def parse_json(text, source):
+    """json.loads for text that came from a file (e.g. safetensors metadata): duplicate keys,
+    NaN and nesting too deep are refused, every failure a CheckpointError naming `source`."""
+    return _parse_json(text, source)
+
+
 _JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", int: "integer",
                     float: "number", bool: "boolean", type(None): "null"}
 
@@ -284,7 +290,11 @@ def _read_file(path, max_bytes):
                 raise CheckpointError(
                     f"{path}: file is {size} bytes, larger than the "
                     f"{max_bytes}-byte limit for this kind of file")
-            return file.read(max_bytes + 1)
+            # Read what fstat saw (+1 byte to notice growth): read(max_bytes) would allocate max_bytes first.
+            data = file.read(size + 1)
+            if len(data) > max_bytes:
+                raise CheckpointError(f"{path}: grew past the {max_bytes}-byte limit while being read")
+            return data
         except OSError as error:
             raise CheckpointError(f"{path}: could not read: {error.strerror or error}") from None
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import LabelVocabulary, encode_for_bert, encode_for_gpt, load_labelled_file, minibatches
+from .data import LabelVocabulary, encode_for_bert, encode_for_gpt, load_labelled_file
 from .data.reviews import LABEL_NAMES, review_dataset
 from .errors import DataError
 from .models.heads import BertClassifier, ClassifierConfig, GPTClassifier, load_body
@@ -72,13 +72,52 @@ def encode(model, tokenizer, examples, max_length):
     return encoder(texts, tokenizer, max_length, labels)
 
 
+SEQUENCE_KEYS = ("input_ids", "token_type_ids", "attention_mask")   # the (B, T) arrays of an encoded set
+
+
+def trim(batch):
+    """Drop the padding columns no row of the batch needs: (B, T) -> (B, T'), T' its longest text.
+
+    Reviews are a few dozen characters, so a batch padded to the model's context would spend
+    most of its time on [PAD]. Causal attention (GPT) never looks ahead, and BERT masks padded
+    keys, so the real tokens' states are the same with or without the cut.
+    """
+    if "attention_mask" not in batch:
+        return batch
+    T = int(batch["attention_mask"].sum(axis=1).max())
+    return {key: value[:, :T] if key in SEQUENCE_KEYS else value for key, value in batch.items()}
+
+
+def in_order(data, batch_size):
+    """The batches of an encoded set (token ids or features), in order, covering it once."""
+    n = len(next(iter(data.values())))
+    for start in range(0, n, batch_size):
+        yield {key: value[start:start + batch_size] for key, value in data.items()}
+
+
 def predict(model, data, batch_size=64):
+    """Predicted label ids (N,) for an encoded set, in eval mode, without a graph."""
     model.eval()
     predictions = []
     with no_grad():
-        for batch in minibatches(data, batch_size):
-            predictions.append(model({k: v for k, v in batch.items() if k != "labels"})["logits"].data.argmax(-1))
+        for batch in in_order(data, batch_size):
+            inputs = trim({k: v for k, v in batch.items() if k != "labels"})
+            predictions.append(model(inputs)["logits"].data.argmax(-1))
     return np.concatenate(predictions)
+
+
+def body_features(model, data, batch_size=64):
+    """An encoded set -> {"features" (N, C), "labels" (N,)}: the frozen body run once per text.
+
+    A linear probe then trains on these vectors alone (the head's forward takes "features"
+    instead of token ids), so each step costs a (B, C) x (C, n_labels) product, not a Transformer.
+    """
+    model.eval()
+    features = []
+    with no_grad():
+        for batch in in_order(data, batch_size):
+            features.append(model.body_features(trim(batch))[1].data)     # (b, C)
+    return {"features": np.concatenate(features), "labels": data["labels"]}
 
 
 def build_classifier(ckpt, n_labels, labels, from_scratch=False, pooling=None, lm_weight=0.5, dropout=0.1, seed=0):
@@ -116,6 +155,7 @@ def finetune(options, log=print):
     if options.freeze:
         for p in model.body.parameters():
             p.requires_grad = False          # no gradient flows into the frozen body at all
+        train_data = body_features(model, train_data)        # the body runs once, not at every step
     config = TrainConfig(max_iters=options.max_iters, batch_size=options.batch_size, lr=options.lr,
                          min_lr=options.min_lr, warmup_iters=min(options.warmup_iters, options.max_iters),
                          weight_decay=options.weight_decay, grad_clip=options.grad_clip,
@@ -125,7 +165,7 @@ def finetune(options, log=print):
 
     def get_batch(rng):
         rows = rng.choice(n, size=batch_size, replace=False)
-        return {key: value[rows] for key, value in train_data.items()}
+        return trim({key: value[rows] for key, value in train_data.items()})
 
     def loss_fn(m, batch):
         out = m(batch)
@@ -139,6 +179,8 @@ def finetune(options, log=print):
     reports = {}
     for split, examples in {"test": test, **extra}.items():
         data = encode(model, tokenizer, examples, max_length)
+        if options.freeze:
+            data = body_features(model, data)
         reports[split] = evaluate(data["labels"], predict(model, data), labels)
     if options.out:
         save_pretrained(options.out, model, tokenizer)

@@ -79,14 +79,21 @@ def cross_entropy(logits, targets, ignore_index=IGNORE_INDEX):
     flat_targets = np.where(counted, targets, 0).reshape(-1)  # (N,)
     weights = counted.reshape(-1).astype(logits.dtype)        # 1 where counted, 0 where ignored
     count = max(int(counted.sum()), 1)
-    lse = _logsumexp(flat_logits, -1)[:, 0]                   # (N,)
     rows = np.arange(len(flat_targets))
+    # softmax and logsumexp from one buffer: probs = exp(x - peak) / total, lse = peak + log(total)
+    peak = flat_logits.max(axis=-1, keepdims=True)            # (N, 1)
+    peak[~np.isfinite(peak)] = 0                              # a row of -inf stays -inf instead of NaN
+    probs = flat_logits - peak                                # (N, V)
+    np.exp(probs, out=probs)
+    total = probs.sum(axis=-1, keepdims=True)                 # (N, 1)
+    probs /= total                                            # saved: the softmax, for backward
+    lse = (peak + np.log(total))[:, 0]                        # (N,)
     losses = (lse - flat_logits[rows, flat_targets]) * weights
     def backward(g):
         # d loss / d logits = (softmax - onehot(target)) / count, zero on ignored rows
-        grad = np.exp(flat_logits - lse[:, None])
-        grad[rows, flat_targets] -= 1
-        grad *= (weights * (g / count))[:, None]
+        row_scale = (weights * (g / count))[:, None]          # (N, 1)
+        grad = probs * row_scale                              # (N, V), a new array: probs stays as saved
+        grad[rows, flat_targets] -= row_scale[:, 0]
         return (grad.reshape(logits.shape),)
     return Tensor.from_op(np.asarray(losses.sum() / count, dtype=logits.dtype), (logits,), backward, "cross_entropy")
 
@@ -94,46 +101,130 @@ def cross_entropy(logits, targets, ignore_index=IGNORE_INDEX):
 # ----- normalisation and activations -----
 
 def layer_norm(x, weight, bias, eps=1e-5):
-    """(x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance, as nn.LayerNorm)."""
-    mean = x.data.mean(axis=-1, keepdims=True)
-    centered = x.data - mean
-    rstd = 1.0 / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)
-    xhat = centered * rstd                                  # saved: xhat and rstd, all backward needs
-    out = xhat * weight.data + bias.data
-    def backward(g):
-        reduce_axes = tuple(range(g.ndim - 1))
-        gxhat = g * weight.data
-        # dx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)): the three terms come from
-        # xhat's direct path, the mean's path and the variance's path
-        gx = rstd * (gxhat - gxhat.mean(axis=-1, keepdims=True)
-                     - xhat * (gxhat * xhat).mean(axis=-1, keepdims=True))
-        return gx, (g * xhat).sum(axis=reduce_axes), g.sum(axis=reduce_axes)
-    return Tensor.from_op(out, (x, weight, bias), backward, "layer_norm")
+    """(x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance, as nn.LayerNorm).
+
+    For speed: sums over rows and columns are np.einsum's (see `_row_means`), and two buffers
+    are updated in place.
+    """
+    C = x.shape[-1]
+    x2 = x.data.reshape(-1, C)                             # (N, C), N = product of the leading axes
+    xhat = x2 - _row_means(x2)                             # (N, C) centered
+    out = np.multiply(xhat, xhat)                          # (N, C) squares; later the output
+    rstd = _row_means(out)                                 # (N, 1) variance ...
+    rstd += eps
+    np.sqrt(rstd, out=rstd)
+    np.divide(1, rstd, out=rstd)                           # ... and 1 / sqrt(var + eps)
+    xhat *= rstd                                           # saved: xhat and rstd, all backward needs
+    np.multiply(xhat, weight.data, out=out)
+    out += bias.data
+
+    def backward(g):                                       # g: (..., C)
+        g2 = g.reshape(-1, C)                              # (N, C)
+        # dweight = sum over rows of g * xhat,  dbias = sum over rows of g
+        g_xhat = g2 * xhat                                 # (N, C)
+        gw = np.einsum("nc->c", g_xhat)
+        gb = np.einsum("nc->c", g2)
+        # dx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)),  gxhat = g * weight: the three
+        # terms come from xhat's direct path, the mean's path and the variance's path
+        g_xhat *= weight.data                              # gxhat * xhat
+        mean_gxhat_xhat = _row_means(g_xhat)               # (N, 1)
+        gx = g2 * weight.data                              # gxhat (N, C)
+        gx -= _row_means(gx)
+        np.multiply(xhat, mean_gxhat_xhat, out=g_xhat)
+        gx -= g_xhat
+        gx *= rstd
+        return gx.reshape(x.shape), gw, gb
+
+    return Tensor.from_op(out.reshape(x.shape), (x, weight, bias), backward, "layer_norm")
+
+
+def _row_means(x2):
+    """(N, C) -> (N, 1) means of the rows. np.einsum sums short rows about 3x faster than
+    np.mean. A matrix-vector product x2 @ (1/C) is as fast on one core, but OpenBLAS splits
+    it across threads, which costs more than it saves at these sizes (up to 100x more when
+    other programs keep the cores busy), so the normalisations stay off BLAS altogether."""
+    means = np.einsum("nc->n", x2)[:, None]
+    means *= 1.0 / x2.shape[1]
+    return means
 
 
 GELU_TANH_COEFF = 0.044715  # from Hendrycks & Gimpel (2016); GPT-2's "gelu_new"
+SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
 
 def gelu(x, approximate="tanh"):
-    """x * Phi(x). approximate="tanh" is GPT's form; "none" is the exact erf form BERT uses."""
+    """x * Phi(x). approximate="tanh" is GPT's form; "none" is the exact erf form BERT uses.
+
+    Both run in the dtype of x, updating a few buffers in place (each `out=` or `*=` below
+    saves allocating, and page-faulting, an array as large as the MLP's hidden layer).
+    """
+    x_data = x.data
     if approximate == "tanh":
-        k = math.sqrt(2 / math.pi)
-        x_data = x.data
-        x2 = x_data * x_data                              # saved: x^2 and t (x ** 3 would call pow, slowly)
-        t = np.tanh(k * x_data * (1 + GELU_TANH_COEFF * x2))   # k (x + c x^3)
-        out = 0.5 * x_data * (1 + t)
+        # t = tanh(k (x + c x^3)) = tanh(k x (1 + c x^2)),  out = 0.5 x (1 + t)
+        t = x_data * x_data                                 # x^2 (x ** 3 would call pow, slowly)
+        t *= SQRT_2_OVER_PI * GELU_TANH_COEFF
+        t += SQRT_2_OVER_PI
+        t *= x_data
+        np.tanh(t, out=t)                                   # saved: t (x^2 is cheaper to redo than to keep)
+        out = t + 1
+        out *= x_data
+        out *= 0.5
         def backward(g):
             # d/dx [0.5 x (1 + t)] = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2)
-            dt = (1 - t * t) * k * (1 + 3 * GELU_TANH_COEFF * x2)
-            return (g * (0.5 * (1 + t) + 0.5 * x_data * dt),)
+            dt = x_data * x_data
+            dt *= 3 * SQRT_2_OVER_PI * GELU_TANH_COEFF
+            dt += SQRT_2_OVER_PI                            # k (1 + 3 c x^2)
+            dt *= x_data
+            dt *= 1 - t * t                                 # x (1 - t^2) k (1 + 3 c x^2)
+            dt += t
+            dt += 1
+            dt *= 0.5
+            dt *= g
+            return (dt,)
         return Tensor.from_op(out, (x,), backward, "gelu_tanh")
     if approximate == "none":
-        cdf = 0.5 * (1 + erf(x.data / math.sqrt(2)))
+        erf_fn = erf_float32 if x_data.dtype == np.float32 else erf   # float64 keeps float64 accuracy
+        cdf = erf_fn(x_data * (1 / math.sqrt(2)))
+        cdf += 1
+        cdf *= 0.5                                          # saved: Phi(x)
         def backward(g):
-            pdf = np.exp(-0.5 * x.data * x.data) / math.sqrt(2 * math.pi)
-            return (g * (cdf + x.data * pdf),)                # d/dx [x Phi(x)] = Phi(x) + x phi(x)
-        return Tensor.from_op(x.data * cdf, (x,), backward, "gelu_erf")
+            # d/dx [x Phi(x)] = Phi(x) + x phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+            grad = x_data * x_data
+            grad *= -0.5
+            np.exp(grad, out=grad)
+            grad *= x_data * (1 / math.sqrt(2 * math.pi))
+            grad += cdf
+            grad *= g
+            return (grad,)
+        return Tensor.from_op(x_data * cdf, (x,), backward, "gelu_erf")
     raise ValueError(f"gelu: approximate must be 'tanh' or 'none', got {approximate!r}")
+
+
+# erf(x) ~ x p(x^2) / q(x^2) on [-4, 4] (and +-1 beyond: 1 - erf(4) = 1.5e-8 is below float32's
+# resolution near 1), the rational approximation Eigen and XLA use for float32. Its error is below
+# 5e-7 (about 4 float32 ulps at 1; tests/test_dtype_perf_invariants.py checks it against math.erf).
+_ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)   # x^12 ... x^0
+_ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+          -1.42647390514189e-02)                                                  # x^8 ... x^0
+
+
+def erf_float32(x):
+    """erf for a float32 array, in float32: a dozen passes over the array and no masks, where
+    special.erf (exact to float64, for gradcheck) costs a hundred times more."""
+    x = np.clip(x, -4, 4)                                   # (a new array, ours to work in)
+    x2 = x * x
+    p = np.full_like(x, _ERF_P[0])
+    for coefficient in _ERF_P[1:]:                          # Horner's rule in x^2
+        p *= x2
+        p += coefficient
+    q = np.full_like(x, _ERF_Q[0])
+    for coefficient in _ERF_Q[1:]:
+        q *= x2
+        q += coefficient
+    p *= x
+    p /= q
+    return p
 
 
 # ----- masking, selection, lookup, dropout -----

@@ -15,9 +15,9 @@ Three kinds of change happen:
                 our attention has one fused c_attn (C, 3C) whose columns are q | k | v:
                 c_attn.weight = concat([Wq, Wk, Wv], axis=0).T, c_attn.bias = concat([bq, bk, bv]).
 
-Some names are a second name of a tensor in the table (tied weights, written under both
-names by transformers): ALIASES. On the way out they are written too; on the way in they
-are read from the one name and tied. Non-persistent buffers that old checkpoints carry
+Some names are a second name of a tensor in the table (tied weights, which transformers
+writes under both names): BERT_ALIASES, GPT2_ALIASES. On the way out they are written too;
+on the way in the tensor is read under its first name and tied. Non-persistent buffers that old checkpoints carry
 (BERT's position_ids, GPT-2's attn.bias mask) are skipped. Any other name the table does
 not know, and any name it needs and the checkpoint lacks, is a CheckpointError that lists
 them all by name.
@@ -25,13 +25,14 @@ them all by name.
 Groups. "body" must be complete. A checkpoint of a BertModel (as all-MiniLM-L6-v2) has no
 pretraining heads: loaded as BertModel nothing is missing; loaded as BertForPreTraining
 the heads ("mlm", "nsp") are freshly initialised, and a warning line says so. Likewise a
-missing pooler. The facts behind each row are in ../shared/reference/hf_layouts.md and,
-for a reader, in docs/weights.md.
+missing pooler. A `Layout` says which groups, prefixes and aliases one model class has;
+from_pretrained and save_hf both read it. docs/weights.md explains the tables for a reader.
 """
 
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +85,9 @@ BERT_TABLE = (
     ("nsp.weight",                                   "cls.seq_relationship.weight",                  TRANSPOSE, "nsp"),
     ("nsp.bias",                                     "cls.seq_relationship.bias",                    COPY,      "nsp"),
 )
-BERT_ALIASES = {   # second name -> the name in the table it is tied to (the MLM decoder)
-    "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
-    "cls.predictions.decoder.bias": "cls.predictions.bias",
+BERT_ALIASES = {   # second name -> (the name in the table it is tied to, group): the MLM decoder
+    "cls.predictions.decoder.weight": ("bert.embeddings.word_embeddings.weight", "mlm"),
+    "cls.predictions.decoder.bias": ("cls.predictions.bias", "mlm"),
 }
 BERT_BUFFERS = re.compile(r"bert\.embeddings\.(position_ids|token_type_ids)")
 GROUP_NAMES = {"body": "encoder", "pooler": "pooler (bert.pooler.*)", "mlm": "masked-LM head (cls.predictions.*)",
@@ -117,12 +118,50 @@ GPT2_TABLE = (
     ("ln_f.bias",                "transformer.ln_f.bias",                COPY, "body"),
     ("lm_head.weight",           "lm_head.weight",                       COPY, "untied"),  # nn.Linear (V, C) = our (V, C) table
 )
-GPT2_ALIASES = {"lm_head.weight": "transformer.wte.weight"}   # when tie_word_embeddings (GPT-2 always)
+GPT2_ALIASES = {"lm_head.weight": ("transformer.wte.weight", "body")}   # when tie_word_embeddings (GPT-2 always)
 GPT2_BUFFERS = re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)")   # old causal-mask buffers
 
 
 def _stderr(message):
     print(message, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------
+# How one model class sits in a checkpoint
+# --------------------------------------------------------------------------
+
+BERT_GROUPS = ("body", "pooler", "mlm", "nsp")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything the loader and the exporter need to know about one model class's checkpoint."""
+    table: tuple             # rows (ours, hf, how, group), ours in the family's fullest naming
+    groups: tuple            # the table's groups this model class has
+    all_groups: tuple        # every group a checkpoint of the family may carry
+    aliases: dict            # second names of tied tensors -> (the name in the table, group)
+    buffers: re.Pattern      # names to skip: non-persistent buffers that old checkpoints carry
+    prefix: str              # Hugging Face's prefix of the body ("bert.", "transformer.")
+    head_prefixes: tuple     # Hugging Face names that never carry that prefix ("cls.", "lm_head.")
+    strip: str = ""          # what our model class's names lack ("bert." for a BertModel)
+
+    def rows(self, n_layer, groups=None):
+        """Expanded rows, with our names as this model class spells them."""
+        rows = expand(self.table, n_layer, self.groups if groups is None else groups)
+        return [(ours.removeprefix(self.strip), hf, how, group) for ours, hf, how, group in rows]
+
+
+def layout_of(model_class, config):
+    if model_class is BertForPreTraining or model_class is BertModel:
+        pretraining = model_class is BertForPreTraining
+        return Layout(BERT_TABLE, BERT_GROUPS if pretraining else ("body", "pooler"), BERT_GROUPS, BERT_ALIASES,
+                      BERT_BUFFERS, "bert.", ("cls.",), strip="" if pretraining else "bert.")
+    if model_class is GPT:
+        groups = ("body",) if config.tie_weights else ("body", "untied")
+        return Layout(GPT2_TABLE, groups, groups, GPT2_ALIASES if config.tie_weights else {}, GPT2_BUFFERS,
+                      "transformer.", ("lm_head.",))
+    raise TypeError(f"Hugging Face layouts exist for GPT, BertModel and BertForPreTraining, "
+                    f"not {getattr(model_class, '__name__', model_class)}")
 
 
 # --------------------------------------------------------------------------
@@ -310,7 +349,7 @@ def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
         BertForPreTraining, otherwise BertModel).
     dtype: np.float32 or np.float64; None keeps a float64 checkpoint in float64 and loads anything
         else (float32, float16, bfloat16) in float32.
-    log: called with one line per thing worth knowing (heads absent, heads dropped, heads
+    log: called with one line per thing worth knowing (heads absent, heads unused, heads
         freshly initialised); lines that start with "warning:" mean the model is not fully
         pretrained. Default: printed to stderr.
     """
@@ -325,64 +364,51 @@ def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
         if model_class is None:
             heads = any(a.endswith(("ForPreTraining", "ForMaskedLM")) for a in hf_config.get("architectures") or [])
             model_class = BertForPreTraining if heads else BertModel
-        if model_class not in (BertModel, BertForPreTraining):
-            raise ConfigError(f"{config_path}: a BERT checkpoint loads as BertModel or BertForPreTraining, "
-                              f"not {getattr(model_class, '__name__', model_class)}")
-        table, aliases, buffers, prefix, heads = BERT_TABLE, BERT_ALIASES, BERT_BUFFERS, "bert.", ("cls.",)
-        groups = ("body", "pooler", "mlm", "nsp") if model_class is BertForPreTraining else ("body", "pooler")
-        known_groups = ("body", "pooler", "mlm", "nsp")
-        strip = "" if model_class is BertForPreTraining else "bert."   # BertModel's names lack "bert."
+        allowed = (BertModel, BertForPreTraining)
     elif model_type == "gpt2":
         config = gpt2_config_from_hf(hf_config, config_path)
-        if model_class not in (None, GPT):
-            raise ConfigError(f"{config_path}: a GPT-2 checkpoint loads as GPT, not "
-                              f"{getattr(model_class, '__name__', model_class)}")
-        model_class = GPT
-        table, buffers, prefix, heads, strip = GPT2_TABLE, GPT2_BUFFERS, "transformer.", ("lm_head.",), ""
-        aliases = GPT2_ALIASES if config.tie_weights else {}
-        groups = known_groups = ("body",) if config.tie_weights else ("body", "untied")
+        model_class = GPT if model_class is None else model_class
+        allowed = (GPT,)
     else:
         raise CheckpointError(f"{config_path}: model_type {model_type!r} is not supported "
                               f"(numpretrain reads \"bert\" and \"gpt2\" checkpoints)")
-
-    source = str(directory / WEIGHTS_FILE)
-    tensors = _canonical_names(read_hf_weights(directory), prefix, heads)
+    if model_class not in allowed:
+        raise ConfigError(f"{config_path}: a {model_type} checkpoint loads as "
+                          f"{' or '.join(c.__name__ for c in allowed)}, not {getattr(model_class, '__name__', model_class)}")
+    layout = layout_of(model_class, config)
+    source = directory / WEIGHTS_FILE
+    tensors = _canonical_names(read_hf_weights(directory), layout.prefix, layout.head_prefixes)
     if dtype is None:
         floats = [a.dtype for a in tensors.values() if a.dtype.kind == "f"]
         dtype = np.float64 if floats and all(d == np.float64 for d in floats) else np.float32
     model = model_class(config).to(dtype)
     params = dict(model.named_parameters())
 
-    # 1. which groups the checkpoint has: all of a group, none of it (fresh), or part (an error)
+    # 1. each group is all there, all absent (then freshly initialised, except the body), or an error
     missing, fresh, state, used = [], [], {}, set()
-    for group in groups:
-        rows = expand(table, config.n_layer, (group,))
+    for group in layout.groups:
+        rows = layout.rows(config.n_layer, (group,))
         needed = [h for _, hf, _, _ in rows for h in hf]
         absent = [h for h in needed if h not in tensors]
+        used.update(h for h in needed if h in tensors)
         if group != "body" and len(absent) == len(needed):
             fresh.append(group)
             continue
-        if absent:
-            missing += absent
-            used.update(h for h in needed if h in tensors)
-            continue
-        # 2. the rows: check shapes by Hugging Face name, then rename and transpose
-        for ours, hf, how, _ in rows:
-            ours = ours[len(strip):] if strip and ours.startswith(strip) else ours
-            expected = hf_shapes(how, params[ours].shape)
-            for name, shape in zip(hf, expected):
+        missing += absent
+        # 2. the rows: check each Hugging Face tensor's shape, then rename, transpose, fuse
+        for ours, hf, how, _ in rows if not absent else ():
+            for name, shape in zip(hf, hf_shapes(how, params[ours].shape)):
                 if tensors[name].shape != shape:
-                    raise CheckpointError(f"{source}: {name} has shape {tensors[name].shape}, but config.json "
-                                          f"asks for {shape}")
+                    raise CheckpointError(f"{source}: {name} has shape {tensors[name].shape}, but "
+                                          f"{config_path.name} asks for {shape}")
             state[ours] = to_ours(how, [tensors[name] for name in hf])
-            used.update(hf)
 
-    # 3. what is left over: aliases of tied tensors, buffers, heads this model has no use for, or unknown
-    all_rows = expand(table, config.n_layer, known_groups)
-    unused_heads = {h for _, hf, _, group in all_rows if group not in groups for h in hf}
-    unused_heads |= {a for a, target in aliases.items() if target in unused_heads}
-    unknown = [name for name in tensors
-               if name not in used and name not in aliases and not buffers.fullmatch(name) and name not in unused_heads]
+    # 3. the rest must be second names of tied tensors, old buffers, or heads this model class lacks
+    other_heads = {h for _, hf, _, group in layout.rows(config.n_layer, layout.all_groups)
+                   if group not in layout.groups for h in hf}
+    other_heads |= {alias for alias, (_, group) in layout.aliases.items() if group not in layout.groups}
+    tied = {alias for alias, (_, group) in layout.aliases.items() if group in layout.groups}
+    unknown = [name for name in tensors if name not in used | tied | other_heads and not layout.buffers.fullmatch(name)]
     if missing or unknown:
         problems = [f"{source} does not fit {model_class.__name__} with {config_path.name}:"]
         if missing:
@@ -390,21 +416,20 @@ def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
         if unknown:
             problems.append(f"  unknown tensors ({len(unknown)}): {_describe(unknown)}")
         raise CheckpointError("\n".join(problems))
-    model.load_state_dict(state, strict=False)   # everything in `state` fits; fresh groups keep their init
+    model.load_state_dict(state, strict=False)   # every name in `state` fits; fresh groups keep their init
 
     # 4. say what happened
     name = model_class.__name__
-    dropped = sorted({group for _, hf, _, group in all_rows if group not in groups and any(h in tensors for h in hf)})
-    if model_type == "bert" and model_class is BertModel and not any(n.startswith("cls.") for n in tensors):
+    if model_class is BertModel and not any(n.startswith("cls.") for n in tensors):
         log(f"{directory}: no pretraining heads in the checkpoint (cls.predictions, cls.seq_relationship); "
             f"a BertModel needs none")
-    for group in dropped:
+    for group in sorted({g for _, hf, _, g in layout.rows(config.n_layer, layout.all_groups)
+                         if g not in layout.groups and set(hf) & set(tensors)}):
         log(f"{directory}: the {GROUP_NAMES[group]} in the checkpoint is not used by {name}")
     for group in fresh:
         log(f"warning: {directory} has no {GROUP_NAMES[group]}: {name}'s is freshly initialised "
             f"(random), so its outputs mean nothing until it is trained")
-    model.eval()
-    return model
+    return model.eval()
 
 
 # --------------------------------------------------------------------------
@@ -412,29 +437,19 @@ def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
 # --------------------------------------------------------------------------
 
 def hf_state_dict(model):
-    """Our model's weights under Hugging Face names (aliases of tied tensors included), and its config.json."""
+    """Our model's weights under Hugging Face names (second names of tied tensors included), and its config.json."""
+    layout = layout_of(type(model), model.config)
     if isinstance(model, GPT):
-        table, aliases, groups = GPT2_TABLE, GPT2_ALIASES, ("body",) if model.config.tie_weights else ("body", "untied")
-        hf_config, strip = gpt2_config_to_hf(model.config), ""
-        if not model.config.tie_weights:
-            aliases = {}
-    elif isinstance(model, (BertModel, BertForPreTraining)):
-        pretraining = isinstance(model, BertForPreTraining)
-        table, aliases = BERT_TABLE, BERT_ALIASES if pretraining else {}
-        groups = ("body", "pooler", "mlm", "nsp") if pretraining else ("body", "pooler")
-        hf_config = bert_config_to_hf(model.config, type(model).__name__)
-        strip = "" if pretraining else "bert."
+        hf_config = gpt2_config_to_hf(model.config)
     else:
-        raise TypeError(f"save_hf writes a GPT, BertModel or BertForPreTraining, not {type(model).__name__}")
+        hf_config = bert_config_to_hf(model.config, type(model).__name__)
     ours = model.state_dict()
     tensors = {}
-    for name, hf, how, _ in expand(table, model.config.n_layer, groups):
-        name = name[len(strip):] if strip and name.startswith(strip) else name
+    for name, hf, how, _ in layout.rows(model.config.n_layer):
         tensors.update(zip(hf, to_hf(how, ours[name])))
-    for alias, target in aliases.items():
-        tensors[alias] = tensors[target]
-    if strip:   # transformers saves a BertModel without the "bert." prefix
-        tensors = {name[len(strip):]: array for name, array in tensors.items()}
+    tensors.update({alias: tensors[target] for alias, (target, group) in layout.aliases.items() if group in layout.groups})
+    if layout.strip:   # transformers saves a BertModel without the "bert." prefix
+        tensors = {name.removeprefix(layout.strip): array for name, array in tensors.items()}
     return tensors, hf_config
 
 

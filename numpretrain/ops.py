@@ -117,6 +117,12 @@ def matmul(a, b):
         rows = out.shape[-2:-1] if a.ndim > 1 else ()
         cols = out.shape[-1:] if b.ndim > 1 else ()
         return reshape(out, out.shape[:-2] + rows + cols)
+    if a.ndim > 2 and b.ndim == 2:
+        # (..., n, k) @ (k, m), e.g. an LM head (B, T, C) @ (C, V), as one GEMM (B*T, k) @ (k, m):
+        # BLAS gets one large product instead of B small ones, and b's gradient is one product
+        # instead of a (B, k, m) stack summed over the batch (3-5x faster at the benchmark's sizes)
+        out = matmul(reshape(a, (-1, a.shape[-1])), b)                 # (N, m)
+        return reshape(out, a.shape[:-1] + b.shape[-1:])                # (..., n, m)
     try:
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:

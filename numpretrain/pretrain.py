@@ -63,7 +63,6 @@ def prepare_run_dir(options, text, model_type):
 
 def pretrain_gpt(options, log=print):
     """Train a GPT on the corpus; returns the Trainer (its model, history and run_dir)."""
-    train = train_config(options)        # bad options fail before anything is generated or written
     text, source = load_corpus(options)
     tokenizer, saved_config = prepare_run_dir(options, text, "gpt")
     dataset = CausalLMDataset(np.asarray(tokenizer.encode(text), dtype=np.int32), source=source)
@@ -72,6 +71,7 @@ def pretrain_gpt(options, log=print):
     config = saved_config or GPTConfig(vocab_size=tokenizer.vocab_size, block_size=options.block_size,
                                        n_layer=options.n_layer, n_head=options.n_head, n_embd=options.n_embd,
                                        dropout=options.dropout, norm_first=not options.post_ln)
+    train = train_config(options)
     if saved_config is None:
         save_config(options.out, config, vars(train))
     model = GPT(config, rng=np.random.default_rng(options.seed))
@@ -101,7 +101,6 @@ def bert_loss(model, batch):
 
 def pretrain_bert(options, log=print):
     """Pretrain a BERT (MLM, plus NSP unless --no-nsp); returns the Trainer."""
-    train = train_config(options)        # bad options fail before anything is generated or written
     text, source = load_corpus(options)
     tokenizer, saved_config = prepare_run_dir(options, text, "bert")
     documents = split_documents(text)
@@ -111,6 +110,7 @@ def pretrain_bert(options, log=print):
     config = saved_config or BertConfig(vocab_size=tokenizer.vocab_size, max_position=options.block_size,
                                         n_layer=options.n_layer, n_head=options.n_head, n_embd=options.n_embd,
                                         intermediate_size=4 * options.n_embd, dropout=options.dropout)
+    train = train_config(options)
     if saved_config is None:
         save_config(options.out, config, vars(train))
     model = BertForPreTraining(config, rng=np.random.default_rng(options.seed))

@@ -12,7 +12,7 @@ config claiming absurd sizes fails at once instead of allocating them.
 
 import os
 
-from .checkpoint import load_json, load_safetensors, save_json, save_safetensors
+from .checkpoint import load_json, load_safetensors, load_safetensors_metadata, save_json, save_safetensors
 from .errors import CheckpointError, ConfigError
 from .tokenizers import load_tokenizer
 
@@ -56,7 +56,7 @@ def load_config(run_dir):
     if not isinstance(model, dict) or "model_type" not in model:
         raise CheckpointError(f"{path}: no 'model' section with a 'model_type'")
     classes = model_classes()
-    if model["model_type"] not in classes:
+    if not isinstance(model["model_type"], str) or model["model_type"] not in classes:
         raise CheckpointError(f"{path}: unknown model_type {model['model_type']!r} (known: {', '.join(classes)})")
     config_class, _ = classes[model["model_type"]]
     try:
@@ -122,6 +122,7 @@ def load_pretrained(run_dir, expect=None):
                               f"{' or '.join(expected)} checkpoint is needed here")
     _, model_class = model_classes()[model_type]
     weights_path = os.path.join(run_dir, MODEL_FILE)
+    load_safetensors_metadata(weights_path)      # a broken header says so first, before the sizes are compared
     check_fits_weights_file(config, os.path.join(run_dir, CONFIG_FILE), weights_path)
     try:
         model = model_class(config)

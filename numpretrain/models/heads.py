@@ -17,6 +17,7 @@ import numpy as np
 from .. import functional as F
 from ..errors import CheckpointError, ConfigError
 from ..nn import Dropout, Linear, Module, init_weights
+from ..tensor import Tensor
 from .bert import BertConfig, BertModel
 from .gpt import GPT, GPTConfig
 
@@ -69,38 +70,65 @@ def load_body(body, weights, source):
     if missing:
         raise CheckpointError(f"{source}: the pretrained weights lack {missing[:5]}"
                               f"{' ...' if len(missing) > 5 else ''}")
-    body.load_state_dict({k: weights[k] for k in wanted})
+    try:
+        body.load_state_dict({k: weights[k] for k in wanted})
+    except CheckpointError as error:         # a shape mismatch: the config and the weights disagree
+        raise CheckpointError(f"{source}: the pretrained weights do not fit the model: {error}") from None
 
 
-class GPTClassifier(Module):
-    def __init__(self, config, rng=None):
-        super().__init__()
-        rng = rng if rng is not None else np.random.default_rng(0)
+class SequenceClassifier(Module):
+    """What both heads share: dropout + linear on one (B, C) vector per text, and its cross-entropy.
+
+    forward(batch) reads the body unless the batch carries "features" (B, C): a frozen body's
+    vectors, computed once by `body_features` (finetune.py does this for a linear probe), so
+    training the head alone never runs the body again.
+    """
+
+    def _init_head(self, config, rng):
         self.config = config
-        self.gpt = GPT(config.body_config, rng=rng)
         self.dropout = Dropout(config.dropout)
         self.classifier = Linear(config.body_config.n_embd, config.n_labels)
         init_weights(self.classifier, rng=rng)
 
-    def forward(self, batch):
-        """batch: input_ids (B, T), last_index (B,), optional labels (B,) -> dict of logits, loss, accuracy."""
+    def classify(self, features, labels=None):
+        """features (B, C) -> {"logits" (B, n_labels)} and, given labels (B,), cls_loss, loss, accuracy."""
+        logits = self.classifier(self.dropout(features))                   # (B, n_labels)
+        out = {"logits": logits}
+        if labels is not None:
+            out["cls_loss"] = out["loss"] = F.cross_entropy(logits, labels)
+            out["accuracy"] = float((logits.data.argmax(-1) == labels).mean())
+        return out
+
+
+class GPTClassifier(SequenceClassifier):
+    def __init__(self, config, rng=None):
+        super().__init__()
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.gpt = GPT(config.body_config, rng=rng)
+        self._init_head(config, rng)
+
+    def body_features(self, batch):
+        """(hidden states (B, T, C), the hidden state of each row's last real token (B, C))."""
         ids = batch["input_ids"]
-        B = len(ids)
         # Right padding needs no mask: causal attention never looks ahead to the padding.
         hidden = self.gpt.hidden_states(ids)                               # (B, T, C)
-        last = hidden[np.arange(B), batch["last_index"]]                    # (B, C)
-        logits = self.classifier(self.dropout(last))                        # (B, n_labels)
-        out = {"logits": logits}
-        if "labels" in batch:
-            out["cls_loss"] = F.cross_entropy(logits, batch["labels"])
-            out["loss"] = out["cls_loss"]
-            if self.config.lm_weight:
-                # auxiliary LM loss over the real tokens: predict token t+1 from t, padding ignored
-                lm_logits = hidden[:, :-1] @ self.gpt.output_embedding.T     # (B, T-1, V)
-                targets = np.where(batch["attention_mask"][:, 1:], ids[:, 1:], F.IGNORE_INDEX)
-                out["lm_loss"] = F.cross_entropy(lm_logits, targets)
-                out["loss"] = out["cls_loss"] + self.config.lm_weight * out["lm_loss"]
-            out["accuracy"] = float((logits.data.argmax(-1) == batch["labels"]).mean())
+        return hidden, hidden[np.arange(len(ids)), batch["last_index"]]     # (B, C)
+
+    def forward(self, batch):
+        """batch: input_ids (B, T), last_index (B,), attention_mask (B, T), optional labels (B,)
+        -> dict of logits and, with labels, loss (= cls_loss + lm_weight * lm_loss), accuracy."""
+        labels = batch.get("labels")
+        if "features" in batch:                       # a frozen body: its LM loss could change nothing
+            return self.classify(Tensor(batch["features"]), labels)
+        hidden, last = self.body_features(batch)                            # (B, T, C), (B, C)
+        out = self.classify(last, labels)
+        if labels is not None and self.config.lm_weight:
+            # auxiliary LM loss over the real tokens: predict token t+1 from t, padding ignored
+            ids = batch["input_ids"]
+            lm_logits = hidden[:, :-1] @ self.gpt.output_embedding.T         # (B, T-1, V)
+            targets = np.where(batch["attention_mask"][:, 1:], ids[:, 1:], F.IGNORE_INDEX)   # (B, T-1)
+            out["lm_loss"] = F.cross_entropy(lm_logits, targets)
+            out["loss"] = out["cls_loss"] + self.config.lm_weight * out["lm_loss"]
         return out
 
     @property
@@ -108,29 +136,27 @@ class GPTClassifier(Module):
         return self.gpt
 
 
-class BertClassifier(Module):
+class BertClassifier(SequenceClassifier):
     def __init__(self, config, rng=None):
         super().__init__()
         rng = rng if rng is not None else np.random.default_rng(0)
-        self.config = config
         self.bert = BertModel(config.body_config, rng=rng)
-        self.dropout = Dropout(config.dropout)
-        self.classifier = Linear(config.body_config.n_embd, config.n_labels)
-        init_weights(self.classifier, rng=rng)
+        self._init_head(config, rng)
+
+    def body_features(self, batch):
+        """(sequence output (B, T, C), the pooled [CLS] output or the mean of the real tokens' states (B, C))."""
+        mask = batch["attention_mask"]                                                     # (B, T) bool
+        hidden, pooled = self.bert(batch["input_ids"], batch.get("token_type_ids"), mask)   # (B, T, C), (B, C)
+        if self.config.pooling == "mean":
+            weights = (mask / mask.sum(axis=1, keepdims=True)).astype(hidden.dtype)        # (B, T), rows sum to 1
+            pooled = (hidden * weights[:, :, None]).sum(axis=1)                             # (B, C)
+        return hidden, pooled
 
     def forward(self, batch):
         """batch: input_ids, token_type_ids, attention_mask (B, T), optional labels (B,)."""
-        mask = batch["attention_mask"]
-        hidden, pooled = self.bert(batch["input_ids"], batch.get("token_type_ids"), mask)   # (B, T, C), (B, C)
-        if self.config.pooling == "mean":
-            weights = (mask / mask.sum(axis=1, keepdims=True)).astype(hidden.dtype)        # (B, T)
-            pooled = (hidden * weights[:, :, None]).sum(axis=1)                             # (B, C)
-        logits = self.classifier(self.dropout(pooled))                                      # (B, n_labels)
-        out = {"logits": logits}
-        if "labels" in batch:
-            out["loss"] = F.cross_entropy(logits, batch["labels"])
-            out["accuracy"] = float((logits.data.argmax(-1) == batch["labels"]).mean())
-        return out
+        if "features" in batch:
+            return self.classify(Tensor(batch["features"]), batch.get("labels"))
+        return self.classify(self.body_features(batch)[1], batch.get("labels"))
 
     @property
     def body(self):
