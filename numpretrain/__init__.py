@@ -14,3 +14,6 @@ from .special import erf
 from .tensor import Tensor, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"
+
+__all__ = ["Tensor", "no_grad", "is_grad_enabled", "gradcheck", "GradcheckError", "graph_text", "graph_dot",
+           "capture", "self_attention", "concatenate", "stack", "erf", "functional", "ops"]

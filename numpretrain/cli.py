@@ -17,7 +17,6 @@ Misuse and bad input end with status 2, a usage line and a message naming the pr
 import argparse
 import sys
 
-import numpy as np
 
 from .errors import NumpretrainError
 

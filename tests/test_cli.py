@@ -1,6 +1,5 @@
 """The command line: every command end to end on tiny runs, and bad input answered with status 2."""
 
-import os
 import subprocess
 import sys
 

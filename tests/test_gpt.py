@@ -3,11 +3,9 @@
 import numpy as np
 import pytest
 
-from numpretrain import functional as F
 from numpretrain import gradcheck
 from numpretrain.errors import ConfigError
 from numpretrain.models.gpt import GPT, GPTConfig, sample_next
-from numpretrain.tensor import Tensor
 
 
 def tiny_gpt(norm_first=True, dtype=np.float64, **overrides):

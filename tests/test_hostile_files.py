@@ -27,7 +27,6 @@ from hypothesis import strategies as st
 
 import numpretrain
 from numpretrain import cli
-from numpretrain.checkpoint import save_safetensors
 from numpretrain.errors import CheckpointError
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 from numpretrain.models.gpt import GPT, GPTConfig
@@ -190,10 +189,6 @@ BREAKAGES = {
     "BPE merges out of range": ("bpe", T, lambda p: edit_json(p, lambda t: t.update(merges=[[0, 10**6]])),
                                 "tokenizer.json"),
 }
-
-
-def break_copy(directory, name, how):
-    how(directory / name)
 
 
 @pytest.mark.parametrize("case", BREAKAGES)

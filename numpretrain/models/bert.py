@@ -10,20 +10,23 @@ so Hugging Face BERT weights map onto it name by name; the table is in numpretra
 and docs/weights.md.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import functional as F
-from ..errors import ConfigError
+from .config import ModelConfig
 from ..nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter, TransformerBlock, init_weights
-from ..tensor import Tensor
 
 NSP_IS_NEXT, NSP_NOT_NEXT = 0, 1   # Hugging Face's labels: 0 = "B follows A", 1 = "B is random"
 
 
 @dataclass
-class BertConfig:
+class BertConfig(ModelConfig):
+    model_type = "bert"           # in config.json; not a dataclass field (no annotation)
+    size_fields = ("vocab_size", "max_position", "type_vocab_size", "n_layer", "n_head", "n_embd",
+                   "intermediate_size")
+
     vocab_size: int = 512
     max_position: int = 128       # longest input, [CLS] and [SEP]s included
     type_vocab_size: int = 2      # segments A and B
@@ -33,31 +36,6 @@ class BertConfig:
     intermediate_size: int = 512  # the feed-forward width (4 x n_embd in BERT)
     dropout: float = 0.1
     layer_norm_eps: float = 1e-12
-
-    def __post_init__(self):
-        for field in ("vocab_size", "max_position", "type_vocab_size", "n_layer", "n_head", "n_embd",
-                      "intermediate_size"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ConfigError(f"BertConfig.{field} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"BertConfig: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"BertConfig.dropout must be in [0, 1), got {self.dropout}")
-
-    def to_dict(self):
-        return {"model_type": "bert", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, config):
-        config = dict(config)
-        model_type = config.pop("model_type", "bert")
-        if model_type != "bert":
-            raise ConfigError(f"expected a BERT config, got model_type={model_type!r}")
-        unknown = set(config) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown BertConfig fields: {sorted(unknown)}")
-        return cls(**config)
 
 
 class BertEmbeddings(Module):

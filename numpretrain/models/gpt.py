@@ -6,19 +6,22 @@ Parameter names follow the Hugging Face GPT-2 checkpoint (wte, wpe, h.0.attn.c_a
 ln_f), so real weights load by a name table (numpretrain/hf.py), not a rewrite.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import functional as F
-from ..errors import ConfigError
+from .config import ModelConfig
 from ..nn import (Dropout, Embedding, KVCache, LayerNorm, Module, ModuleList, TransformerBlock,
                   init_weights)
-from ..tensor import Tensor, no_grad
+from ..tensor import no_grad
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(ModelConfig):
+    model_type = "gpt"           # in config.json; not a dataclass field (no annotation)
+    size_fields = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+
     vocab_size: int = 512        # tokens in the vocabulary (the tokenizer decides)
     block_size: int = 64         # longest context the model can see
     n_layer: int = 4
@@ -29,30 +32,6 @@ class GPTConfig:
     norm_first: bool = True      # True: GPT-2 (pre-LN, final ln_f); False: GPT-1 (post-LN, no ln_f)
     layer_norm_eps: float = 1e-5
     tie_weights: bool = True     # the LM head reuses the token embedding matrix
-
-    def __post_init__(self):
-        for field in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ConfigError(f"GPTConfig.{field} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"GPTConfig: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
-
-    def to_dict(self):
-        return {"model_type": "gpt", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, config):
-        config = dict(config)
-        model_type = config.pop("model_type", "gpt")
-        if model_type != "gpt":
-            raise ConfigError(f"expected a GPT config, got model_type={model_type!r}")
-        unknown = set(config) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown GPTConfig fields: {sorted(unknown)}")
-        return cls(**config)
 
 
 class GPT(Module):
