@@ -28,18 +28,14 @@ from collections import Counter
 import numpy as np
 
 from numpretrain.errors import CheckpointError, ConfigError, DataError
-from numpretrain.tokenizers.char import (
-    CLS_ID,
+from numpretrain.tokenizers.special import (
     FIRST_NON_SPECIAL_ID,
-    MASK_ID,
-    PAD_ID,
-    SEP_ID,
-    UNK_ID,
     SPECIAL_TOKEN_PATTERN,
     SPECIAL_TOKENS,
     check_special_tokens,
     read_tokenizer_json,
-    write_json_atomically,
+    SpecialTokenIds,
+    write_tokenizer_json,
 )
 
 BYTE_OFFSET = FIRST_NON_SPECIAL_ID  # id of byte value 0
@@ -139,7 +135,7 @@ def learn_merges(text, vocab_size):
     return merges
 
 
-class BPETokenizer:
+class BPETokenizer(SpecialTokenIds):
     """Byte-level BPE: special tokens, 256 bytes, then learned merges (see the module docstring)."""
 
     def __init__(self, merges):
@@ -174,13 +170,6 @@ class BPETokenizer:
     @property
     def vocab_size(self):
         return len(self._bytes)
-
-    pad_id = property(lambda self: PAD_ID, doc="id of [PAD]")
-    unk_id = property(lambda self: UNK_ID, doc="id of [UNK] (never produced: every byte has a token)")
-    cls_id = property(lambda self: CLS_ID, doc="id of [CLS]")
-    sep_id = property(lambda self: SEP_ID, doc="id of [SEP]")
-    mask_id = property(lambda self: MASK_ID, doc="id of [MASK]")
-    first_non_special_id = property(lambda self: FIRST_NON_SPECIAL_ID, doc="smallest id of an ordinary token")
 
     def token_bytes(self, token_id):
         """The bytes a token stands for (a special token's are its literal text)."""
@@ -301,7 +290,7 @@ class BPETokenizer:
         return cls(merges)
 
     def save(self, path):
-        write_json_atomically(path, self.to_dict())
+        write_tokenizer_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path):

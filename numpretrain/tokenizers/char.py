@@ -12,96 +12,21 @@ special token, so a fill-mask prompt can be typed as plain text:
     >>> tok.decode(tok.encode("我昨天去了[MASK][MASK]大学参观"))
     '我昨天去了[MASK][MASK]大学参观'
 
-Shared with the byte-level BPE tokenizer (bpe.py) and used by both:
-`SPECIAL_TOKENS` at ids 0..4 (so `[PAD]` is 0 for every tokenizer, and
-`FIRST_NON_SPECIAL_ID` is the first id a masked-LM may choose or draw), the
-regex that finds special tokens in text, and `read_tokenizer_json`, the one
-careful reader of tokenizer files (JSON only: never eval, never pickle).
+What every tokenizer shares (the special tokens and their ids, the file reader)
+is in special.py.
 """
 
-import json
-import re
-from pathlib import Path
-
 from numpretrain.errors import CheckpointError, DataError
-
-# The BERT special tokens, spelled as in Google's and Hugging Face's BERT
-# vocabularies. Their order fixes their ids: [PAD] = 0 matches the zero padding
-# of the data builders, [MASK] = 4 is the id masked-LM inputs use.
-PAD = "[PAD]"
-UNK = "[UNK]"
-CLS = "[CLS]"
-SEP = "[SEP]"
-MASK = "[MASK]"
-SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
-PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
-FIRST_NON_SPECIAL_ID = len(SPECIAL_TOKENS)  # 5: ids below this are special
-
-# Finds special-token literals in text; the capturing group makes re.split
-# keep them, so encoding can turn each into its id.
-SPECIAL_TOKEN_PATTERN = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
-
-# A tokenizer file larger than this is refused before it is parsed: a real
-# vocabulary is kilobytes, and a hostile file should not exhaust memory.
-MAX_TOKENIZER_FILE_BYTES = 64 * 1024 * 1024
+from numpretrain.tokenizers.special import (  # noqa: F401  (re-exported: the shared names live in special.py)
+    CLS, CLS_ID, FIRST_NON_SPECIAL_ID, MASK, MASK_ID, PAD, PAD_ID, SEP, SEP_ID, SPECIAL_TOKEN_PATTERN,
+    SPECIAL_TOKENS, UNK, UNK_ID, SpecialTokenIds, check_special_tokens, read_tokenizer_json, write_tokenizer_json,
+)
 
 CHAR_TOKENIZER_TYPE = "char"
 FORMAT_VERSION = 1
 
 
-def read_tokenizer_json(path, expected_type=None):
-    """Read a tokenizer file and return its JSON object (a dict).
-
-    Raises CheckpointError naming the file for a missing or oversized file,
-    bytes that are not UTF-8, text that is not JSON, JSON that is not an
-    object, or a "type" field that is missing or (when `expected_type` is
-    given) different from `expected_type`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such tokenizer file")
-    size = path.stat().st_size
-    if size > MAX_TOKENIZER_FILE_BYTES:
-        raise CheckpointError(
-            f"{path}: tokenizer file is {size} bytes, more than the limit of {MAX_TOKENIZER_FILE_BYTES}"
-        )
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise CheckpointError(f"{path}: not valid UTF-8 at byte {err.start}") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: malformed JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, found {type(obj).__name__}")
-    file_type = obj.get("type")
-    if not isinstance(file_type, str):
-        raise CheckpointError(f"{path}: missing the \"type\" field that names the tokenizer kind")
-    if expected_type is not None and file_type != expected_type:
-        raise CheckpointError(f"{path}: tokenizer type is {file_type!r}, expected {expected_type!r}")
-    return obj
-
-
-def check_special_tokens(special_tokens, source):
-    """Raise CheckpointError unless `special_tokens` is exactly SPECIAL_TOKENS."""
-    if not isinstance(special_tokens, list) or tuple(special_tokens) != SPECIAL_TOKENS:
-        raise CheckpointError(
-            f"{source}: special tokens must be {list(SPECIAL_TOKENS)} at ids 0..{FIRST_NON_SPECIAL_ID - 1}, "
-            f"found {special_tokens!r}"
-        )
-
-
-def write_json_atomically(path, obj):
-    """Write `obj` as UTF-8 JSON, via a temporary file so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-class CharTokenizer:
+class CharTokenizer(SpecialTokenIds):
     """One token per character; special tokens at ids 0..4, characters after them."""
 
     def __init__(self, tokens):
@@ -137,13 +62,6 @@ class CharTokenizer:
     @property
     def vocab_size(self):
         return len(self._id_to_token)
-
-    pad_id = property(lambda self: PAD_ID, doc="id of [PAD]")
-    unk_id = property(lambda self: UNK_ID, doc="id of [UNK]")
-    cls_id = property(lambda self: CLS_ID, doc="id of [CLS]")
-    sep_id = property(lambda self: SEP_ID, doc="id of [SEP]")
-    mask_id = property(lambda self: MASK_ID, doc="id of [MASK]")
-    first_non_special_id = property(lambda self: FIRST_NON_SPECIAL_ID, doc="smallest id of an ordinary token")
 
     def id_to_token(self, token_id):
         return self._id_to_token[token_id]
@@ -206,7 +124,7 @@ class CharTokenizer:
         return cls(tokens)
 
     def save(self, path):
-        write_json_atomically(path, self.to_dict())
+        write_tokenizer_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path):
