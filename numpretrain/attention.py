@@ -26,7 +26,7 @@ def allowed_keys(n_queries, n_keys, causal, key_padding_mask):
     key_padding_mask: (B, Tk) bool, True at real tokens, False at padding.
     """
     allowed = None
-    if causal:
+    if causal and n_queries > 1:   # one query is the last position, which sees every key: no mask
         offset = n_keys - n_queries
         allowed = np.tri(n_queries, n_keys, k=offset, dtype=bool)[None, None]   # (1, 1, Tq, Tk)
     if key_padding_mask is not None:
@@ -88,7 +88,9 @@ def self_attention(qkv, n_head, causal=False, key_padding_mask=None, dropout=0.0
             raise ValueError("self_attention: training with dropout > 0 needs rng, a numpy.random.Generator")
         keep = (rng.random(probs.shape, dtype=np.float32) >= dropout) * np.asarray(1 / (1 - dropout), probs.dtype)
     dropped = probs if keep is None else probs * keep   # saved: what multiplied v
-    y = merge_heads(dropped @ v)                         # (B, T, C)
+    y = np.empty((B, T, n_head, q.shape[-1]), dtype=probs.dtype)     # (B, T, nh, hs): heads merged ...
+    np.matmul(dropped, v, out=y.transpose(0, 2, 1, 3))   # ... as the product writes them (no copy)
+    y = y.reshape(B, T, three_C // 3)                    # (B, T, C)
 
     def backward(g):                                     # g: (B, T, C)
         gy = g.reshape(B, T, n_head, -1).transpose(0, 2, 1, 3)          # (B, nh, T, hs)
@@ -100,7 +102,7 @@ def self_attention(qkv, n_head, causal=False, key_padding_mask=None, dropout=0.0
         if keep is not None:
             gprobs *= keep                                              # dropout passes grads where it kept
         # softmax: d scores_j = p_j (d p_j - sum_i p_i d p_i); masked keys have p = 0, so get 0
-        gprobs -= (gprobs * probs).sum(axis=-1, keepdims=True)
+        gprobs -= np.einsum("bhqk,bhqk->bhq", gprobs, probs)[..., None]  # (einsum: no (B, nh, T, T) temporary)
         gprobs *= probs
         gprobs *= scale                                                 # scores = q k^T * scale
         # scores = q k^T  =>  d q = d scores k,  d k = d scores^T q

@@ -203,14 +203,15 @@ def gelu(x, approximate="tanh"):
 # erf(x) ~ x p(x^2) / q(x^2) on [-4, 4] (and +-1 beyond: 1 - erf(4) = 1.5e-8 is below float32's
 # resolution near 1), the rational approximation Eigen and XLA use for float32. Its error is below
 # 5e-7 (about 4 float32 ulps at 1; tests/test_dtype_perf_invariants.py checks it against math.erf).
+# Coefficients of p and q in powers of x^2, the highest first.
 _ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
-          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)   # x^12 ... x^0
+          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
 _ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
-          -1.42647390514189e-02)                                                  # x^8 ... x^0
+          -1.42647390514189e-02)
 
 
 def erf_float32(x):
-    """erf for a float32 array, in float32: a dozen passes over the array and no masks, where
+    """erf for a float32 array, in float32: two dozen passes over the array and no masks, where
     special.erf (exact to float64, for gradcheck) costs a hundred times more."""
     x = np.clip(x, -4, 4)                                   # (a new array, ours to work in)
     x2 = x * x

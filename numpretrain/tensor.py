@@ -20,6 +20,10 @@ import os
 
 import numpy as np
 
+# Imported from the module, not the package: the package attribute numpretrain.capture is the
+# capture() context manager. Once, here: an import inside named() cost a microsecond per tensor.
+from .capture import record as _capture_record
+
 # float32 is what parameters and activations use by default; float64 is what
 # gradcheck uses. Integers and booleans ride along as indices and masks.
 SUPPORTED_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -150,10 +154,7 @@ class Tensor:
     def named(self, name):
         """Give this tensor a name (shown in graphs and errors); returns self."""
         self.name = name
-        # capture contexts record tensors by name. Import the function from the module: the package
-        # attribute numpretrain.capture is the capture() context manager, not the module.
-        from .capture import record
-        record(self)
+        _capture_record(self)        # capture contexts record tensors by name
         return self
 
     def retain_grad(self):

@@ -434,8 +434,8 @@ def test_minilm_embeddings_match_sentence_transformers():
 # ---- against transformers itself (where torch and transformers are installed) -----------------------
 
 def _transformers():
+    transformers = pytest.importorskip("transformers")   # first: without it, torch need not be imported
     torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
     return torch, transformers
 
 

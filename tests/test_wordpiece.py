@@ -51,13 +51,16 @@ def test_lower_casing_and_accent_stripping():
     assert tiny().tokenize("Café NAÏVE") == ["cafe", "naive"]
     assert normalize("Café", lowercase=False) == "Café"                 # cased: both kept
     assert normalize("Café", lowercase=False, strip_accents=True) == "Cafe"
-    assert normalize("ΣΑΣ") == "σασ"                                   # per character: no final sigma
+    assert normalize("ΟΔΟΣ") == "οδοσ"                                 # per character: no final ς, as in Rust
 
 
 def test_cjk_characters_become_words_of_their_own():
     assert tiny().tokenize("我们") == ["我", "们"]
     assert pre_split(normalize("ab我们ab")) == ["ab", "我", "们", "ab"]
     assert pre_split(normalize("テキスト")) == ["テキスト"]               # katakana is not split
+    # the Rust tokenizer's ranges: U+2B920 is split out, U+2B820 (Google's range only) is not
+    assert pre_split(normalize("a\U0002B920b")) == ["a", "\U0002B920", "b"]
+    assert pre_split(normalize("a\U0002B820b")) == ["a\U0002B820b"]
 
 
 def test_punctuation_is_cut_out_including_ascii_symbols():

@@ -7,8 +7,11 @@
 
 The steps are those of Google's `tokenization.py` (BasicTokenizer + WordpieceTokenizer) and
 of Hugging Face's `BertNormalizer` + `BertPreTokenizer` + `WordPiece` (the Rust `tokenizers`
-library that `transformers` uses); where the two differ in a corner, this file follows the
-Rust one, which made the reference ids in tests/fixtures/:
+library that `transformers` and sentence-transformers use). The two differ in two corners,
+and this file follows the Rust one, which made the reference ids in tests/fixtures/: a
+capital sigma at the end of a word lower-cases to σ (Python's str.lower() gives ς), and the
+ideographs U+2B820..U+2B91F are not split out. (Checked against both on the fixture
+sentences: the same ids.)
 
 1. clean: drop NUL, U+FFFD and every "other" character (categories Cc, Cf, Cn, Co, Cs) except
    tab, newline and carriage return; turn every whitespace character into a space.
@@ -23,39 +26,37 @@ Rust one, which made the reference ids in tests/fixtures/:
    on; if some rest has no piece at all, the whole word is [UNK].
 
 Special-token literals ("[MASK]", "[SEP]" ...) in the text are recognised before any of
-this, as Hugging Face's tokenizer does with its added tokens.
+this, as Hugging Face's tokenizer does with its added tokens. The special tokens are spelled
+as in every numpretrain tokenizer (tokenizers/special.py), but their ids come from the
+vocabulary: 0, 100, 101, 102, 103 for [PAD] [UNK] [CLS] [SEP] [MASK] in BERT's English ones.
 
 `encode(text)` adds nothing; `encode_with_specials(text)` gives `[CLS] ... [SEP]`, as a
 BERT model expects a single sentence.
 """
 
 import json
-import re
 import unicodedata
 from pathlib import Path
 
 from numpretrain.errors import CheckpointError, DataError
+from numpretrain.tokenizers.special import CLS, MASK, PAD, SEP, SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS, UNK
 
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 CONTINUATION_PREFIX = "##"        # marks a piece that continues a word
 MAX_CHARS_PER_WORD = 100          # longer words become [UNK] (Google's max_input_chars_per_word)
-UNK, CLS, SEP, PAD, MASK = "[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"
-SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 MAX_VOCAB_FILE_BYTES = 64 * 1024 * 1024
 
 # ASCII symbols that Unicode files under S* (e.g. "$", "+", "^", "`") but BERT counts as punctuation.
 ASCII_PUNCTUATION = set(range(33, 48)) | set(range(58, 65)) | set(range(91, 97)) | set(range(123, 127))
 
-# CJK ideograph blocks, as in BERT's _is_chinese_char. (The Rust tokenizer starts the fifth
-# block at 0x2B920 rather than 0x2B820; no text we know of uses the 256 code points between.)
+# CJK ideograph blocks, as the Rust tokenizer lists them. (Google's _is_chinese_char starts the
+# sixth at 0x2B820; the 256 rare ideographs U+2B820..U+2B91F are left inside words here, as there.)
 CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-              (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+              (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 # Whitespace as Rust's char::is_whitespace (the Unicode White_Space property).
 WHITESPACE = set("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | {chr(c) for c in range(0x2000, 0x200B)}
-
-SPECIAL_TOKEN_PATTERN = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS) + ")")
 
 
 def is_whitespace(ch):
