@@ -21,6 +21,12 @@ paragraphs, plenty to tell the topic).
     randomly initialised, trained end to end with the same data and steps.
 Both report test accuracy and macro-F1 next to always guessing the most common topic.
 
+Measured here (2-core CPU shared with other jobs, OPENBLAS_NUM_THREADS=1, seed 0, 444 test articles):
+    --frozen        all-MiniLM-L6-v2 + head 0.968   random encoder + head 0.829   (features: ~14 + 7 min, then cached)
+    --full          fine-tuned 0.977                from scratch 0.937            (200 steps each, ~4 s a step)
+    --full --steps 40   fine-tuned 0.946            from scratch 0.516
+    always "sports" 0.230
+
 Tip: on a machine whose two cores are busy with something else, `OPENBLAS_NUM_THREADS=1`
 avoids OpenBLAS's threads fighting over them (it made a forward pass 10x faster here).
 """
