@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 
 import numpy as np
 
@@ -63,6 +64,7 @@ def show_curves(run_dir):
 
 
 def attention_heatmap(plt, model, tokenizer, sentence, run_dir, layer=-1, head=0):
+    warnings.filterwarnings("ignore", message="Glyph")   # Chinese labels without a CJK font: boxes, not noise
     ids = np.asarray([probing.encode_masked(tokenizer, sentence)])
     attention = model.bert.layer[layer].attn
     attention.keep_probs = True
