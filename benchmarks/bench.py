@@ -1,7 +1,8 @@
 """How fast numpretrain trains and generates, beside PyTorch's eager mode on the same machine.
 
     python benchmarks/bench.py [--only train|generate] [--model gpt|bert] [--size tiny|small|medium]
-                               [--no-torch] [--threads N] [--steps-memory N]
+                               [--no-torch] [--threads N] [--no-memory]
+                               [--steps-memory N [--memory-size tiny|small|medium]]
 
 Training rows (GPT: causal LM; BERT: MLM + NSP), vocabulary 256, dropout 0, AdamW:
     tiny    2 layers, 2 heads, width  64, context  32, batch  8
