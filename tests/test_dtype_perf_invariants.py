@@ -18,24 +18,7 @@ from numpretrain import Tensor, gradcheck
 from numpretrain import functional as F
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 from numpretrain.models.gpt import GPT, GPTConfig
-
-
-def _instrument(root):
-    """Every node's output and every gradient a backward returns, whose dtype is not float32."""
-    problems = []
-    for node in root._topological_order():
-        label = node.op or f"leaf {node.name}"
-        if node.data.dtype != np.float32:
-            problems.append(f"forward of {label} gave {node.data.dtype}")
-        if node._backward is not None:
-            def checked(g, backward=node._backward, label=label):
-                grads = backward(g)
-                for i, grad in enumerate(grads):
-                    if grad is not None and grad.dtype != np.float32:
-                        problems.append(f"backward of {label} gave {grad.dtype} for input {i}")
-                return grads
-            node._backward = checked
-    return problems
+from float32_check import instrument_float32
 
 
 def _gpt_loss(rng):
@@ -60,7 +43,7 @@ def _bert_loss(rng):
 @pytest.mark.parametrize("build", [_gpt_loss, _bert_loss], ids=["gpt", "bert"])
 def test_a_float32_model_step_makes_only_float32_arrays(build):
     model, loss = build(np.random.default_rng(0))
-    problems = _instrument(loss)
+    problems = instrument_float32(loss)
     loss.backward()
     params = list(model.parameters())
     assert all(p.data.dtype == np.float32 and p.grad is not None and p.grad.dtype == np.float32 for p in params)

@@ -14,6 +14,7 @@ import pytest
 
 from numpretrain import Tensor, capture, graph_dot, graph_text, is_grad_enabled, no_grad, ops, self_attention
 from numpretrain import functional as F
+from float32_check import instrument_float32
 
 
 def leaf(array, name=None, dtype=np.float64):
@@ -230,24 +231,6 @@ def test_an_integer_tensor_times_a_python_float_is_not_truncated():
     np.testing.assert_allclose((Tensor(np.array([1, 2, 3])) * 0.5).data, [0.5, 1.0, 1.5])
 
 
-def _instrument_float32(root):
-    """Check every node's data, and wrap every backward so each gradient it returns is checked."""
-    problems = []
-    for node in root._topological_order():
-        label = node.op or f"leaf {node.name}"
-        if node.data.dtype != np.float32:
-            problems.append(f"forward of {label} gave {node.data.dtype}")
-        if node._backward is not None:
-            def checked(g, backward=node._backward, label=label):
-                grads = backward(g)
-                for i, grad in enumerate(grads):
-                    if grad is not None and grad.dtype != np.float32:
-                        problems.append(f"backward of {label} gave {grad.dtype} for input {i}")
-                return grads
-            node._backward = checked
-    return problems
-
-
 def _f32(shape, seed, low=-2.0, high=2.0):
     return leaf(np.random.default_rng(seed).uniform(low, high, shape), f"in{seed}", dtype=np.float32)
 
@@ -298,7 +281,7 @@ FLOAT32_CASES = {
 @pytest.mark.parametrize("case", FLOAT32_CASES)
 def test_float32_in_float32_out_for_every_array_forward_and_backward(case):
     root = FLOAT32_CASES[case]()
-    problems = _instrument_float32(root)
+    problems = instrument_float32(root)
     root.backward(np.ones(root.shape))  # a float64 gradient, as users pass: the backward stays float32
     leaves = [node for node in root._topological_order() if node.is_leaf]
     assert leaves and all(node.grad.dtype == np.float32 for node in leaves)

@@ -33,9 +33,7 @@ from numpretrain.tokenizers.special import (
     SPECIAL_TOKEN_PATTERN,
     SPECIAL_TOKENS,
     check_special_tokens,
-    read_tokenizer_json,
     SpecialTokenIds,
-    write_tokenizer_json,
 )
 
 BYTE_OFFSET = FIRST_NON_SPECIAL_ID  # id of byte value 0
@@ -137,6 +135,8 @@ def learn_merges(text, vocab_size):
 
 class BPETokenizer(SpecialTokenIds):
     """Byte-level BPE: special tokens, 256 bytes, then learned merges (see the module docstring)."""
+
+    file_type = BPE_TOKENIZER_TYPE
 
     def __init__(self, merges):
         """`merges`: list of (a, b) pairs; merge k makes token FIRST_MERGE_ID + k from tokens a and b."""
@@ -288,13 +288,6 @@ class BPETokenizer(SpecialTokenIds):
         if problem is not None:
             raise CheckpointError(f"{source}: {problem}")
         return cls(merges)
-
-    def save(self, path):
-        write_tokenizer_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path):
-        return cls.from_dict(read_tokenizer_json(path, BPE_TOKENIZER_TYPE), source=str(path))
 
     def __repr__(self):
         return f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)})"

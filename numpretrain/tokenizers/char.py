@@ -19,7 +19,7 @@ is in special.py.
 from numpretrain.errors import CheckpointError, DataError
 from numpretrain.tokenizers.special import (  # noqa: F401  (re-exported: the shared names live in special.py)
     CLS, CLS_ID, FIRST_NON_SPECIAL_ID, MASK, MASK_ID, PAD, PAD_ID, SEP, SEP_ID, SPECIAL_TOKEN_PATTERN,
-    SPECIAL_TOKENS, UNK, UNK_ID, SpecialTokenIds, check_special_tokens, read_tokenizer_json, write_tokenizer_json,
+    SPECIAL_TOKENS, UNK, UNK_ID, SpecialTokenIds, check_special_tokens, read_tokenizer_json,
 )
 
 CHAR_TOKENIZER_TYPE = "char"
@@ -28,6 +28,8 @@ FORMAT_VERSION = 1
 
 class CharTokenizer(SpecialTokenIds):
     """One token per character; special tokens at ids 0..4, characters after them."""
+
+    file_type = CHAR_TOKENIZER_TYPE
 
     def __init__(self, tokens):
         """`tokens` is the whole vocabulary in id order: SPECIAL_TOKENS, then single characters."""
@@ -122,13 +124,6 @@ class CharTokenizer(SpecialTokenIds):
         if problem is not None:
             raise CheckpointError(f"{source}: {problem}")
         return cls(tokens)
-
-    def save(self, path):
-        write_tokenizer_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path):
-        return cls.from_dict(read_tokenizer_json(path, CHAR_TOKENIZER_TYPE), source=str(path))
 
     def __repr__(self):
         return f"CharTokenizer(vocab_size={self.vocab_size})"

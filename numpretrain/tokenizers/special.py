@@ -29,7 +29,13 @@ SPECIAL_TOKEN_PATTERN = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_
 
 
 class SpecialTokenIds:
-    """The ids of the special tokens, the same in every tokenizer."""
+    """The ids of the special tokens (the same in every tokenizer), and saving and loading.
+
+    A subclass sets `file_type` (the "type" field of its JSON file) and defines `to_dict` and
+    `from_dict(obj, source)`.
+    """
+
+    file_type = None
 
     pad_id = property(lambda self: PAD_ID, doc="id of [PAD]")
     unk_id = property(lambda self: UNK_ID, doc="id of [UNK]")
@@ -37,6 +43,14 @@ class SpecialTokenIds:
     sep_id = property(lambda self: SEP_ID, doc="id of [SEP]")
     mask_id = property(lambda self: MASK_ID, doc="id of [MASK]")
     first_non_special_id = property(lambda self: FIRST_NON_SPECIAL_ID, doc="smallest id of an ordinary token")
+
+    def save(self, path):
+        """Write the tokenizer as JSON, atomically."""
+        save_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path):
+        return cls.from_dict(read_tokenizer_json(path, cls.file_type), source=str(path))
 
 
 def read_tokenizer_json(path, expected_type=None):
@@ -62,8 +76,3 @@ def check_special_tokens(special_tokens, source):
             f"{source}: special tokens must be {list(SPECIAL_TOKENS)} at ids 0..{FIRST_NON_SPECIAL_ID - 1}, "
             f"found {special_tokens!r}"
         )
-
-
-def write_tokenizer_json(path, obj):
-    """Write a tokenizer file atomically (temporary file, then rename)."""
-    save_json(path, obj)
