@@ -87,7 +87,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smaller, shorter run (about a minute)")
     parser.add_argument("--out", default="runs/demo_bert", help="run directory (default %(default)s)")
-    parser.add_argument("--retrain", action="store_true", help="train again even if --out holds a finished run")
+    parser.add_argument("--retrain", action="store_true", help="delete --out and train from scratch (otherwise a finished run is reused, an unfinished one resumed)")
     args = parser.parse_args()
     recipe = QUICK if args.quick else FULL
     out = args.out + ("_quick" if args.quick and args.out == "runs/demo_bert" else "")
@@ -95,12 +95,10 @@ def main():
     print("== 1. pretraining a BERT (MLM + NSP) on the built-in corpus ==")
     if args.retrain:
         shutil.rmtree(out, ignore_errors=True)
-    if not os.path.exists(os.path.join(out, "model.safetensors")):
-        status = cli.main(["pretrain-bert", "--out", out, *recipe, "--resume"])
-        if status:
-            sys.exit(status)
-    else:
-        print(f"(reusing the finished run in {out}; --retrain to train again)")
+    # --resume: a finished run is reused as it is, an interrupted one continues where it stopped
+    status = cli.main(["pretrain-bert", "--out", out, *recipe, "--resume"])
+    if status:
+        sys.exit(status)
     model, tokenizer, _ = load_pretrained(out, expect="bert")
     plt = show_curves(out)
 

@@ -6,6 +6,11 @@ The labelled data is the built-in reviews (`--task reviews`: held-out-adjective 
 see data/reviews.py) or a user's TSV/JSONL files. `--from-scratch` trains the same
 architecture with freshly initialised weights, `--freeze` trains the head alone (a linear
 probe), and the report gives accuracy, macro-F1 and the confusion matrix on the test split.
+
+Two things keep it quick on a CPU: every batch is cut to its longest text (`trim`; reviews
+are a few dozen characters, the context 64), and a frozen body runs once per text
+(`body_features`), after which each step trains a (C, n_labels) matrix on stored vectors.
+GPT reads its texts laid out as in pretraining, one sentence per line (`as_gpt_text`).
 """
 
 import os
@@ -73,8 +78,10 @@ def as_gpt_text(text):
     line of its own, so after a review's last sentence the GPT has always seen "\n" and then
     the closing (我还会再来 / 再也不来了). The classifier reads the last token's state, so ending
     the text the same way makes that state the model's guess at the closing, which is exactly
-    what pretraining taught it about each adjective. Measured on the demo's GPT (16 labels,
-    held-out adjectives): about 86% with this layout, about 53% with the sentences run together.
+    what pretraining taught it about each adjective. Measured on the held-out-adjective reviews
+    with 16 labels: a linear probe on the demo GPT (0.34 nats/char) reads 100% with this layout
+    and 66% with the sentences run together (3 seeds); end-to-end fine-tuning makes up for it on
+    that GPT (95% and 96%) but not on a less trained one (0.52 nats/char: 86% against 54%, one seed).
     BERT saw no line breaks (its batches join a document's sentences directly), so its texts stay as they are.
     """
     if isinstance(text, tuple):

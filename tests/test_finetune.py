@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ from numpretrain.finetune import body_features, build_classifier, predict, trim
 from numpretrain.models.bert import BertConfig
 from numpretrain.models.gpt import GPTConfig
 from numpretrain.models.heads import BertClassifier, ClassifierConfig, GPTClassifier, load_body
-from numpretrain.runs import CONFIG_FILE, MODEL_FILE, load_pretrained
+from numpretrain.runs import CONFIG_FILE, load_pretrained
 from numpretrain.tokenizers import CharTokenizer
 
 TINY = ["--n-documents", "300", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "32",
@@ -199,7 +200,6 @@ def test_weights_that_do_not_fit_fail_with_a_clear_message(runs):
 
 
 def test_a_checkpoint_whose_tokenizer_or_shapes_do_not_fit_is_refused(runs, tmp_path):
-    import shutil
     bigger = tmp_path / "bigger_vocab"
     shutil.copytree(runs / "gpt", bigger)
     CharTokenizer.train("今天天气很好" + "".join(chr(0x4E00 + i) for i in range(600))).save(str(bigger / "tokenizer.json"))

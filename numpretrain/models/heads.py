@@ -8,6 +8,8 @@
 
 Both take their body's config inside a ClassifierConfig, so a fine-tuned model saves
 and loads like any other run directory. `load_body` copies pretrained weights in.
+`body_features(batch)` gives the (B, C) vector each head reads; a batch that carries
+those vectors as "features" skips the body (a linear probe computes them once).
 """
 
 from dataclasses import dataclass, field
