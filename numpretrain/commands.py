@@ -9,9 +9,8 @@ from .runs import load_pretrained
 
 def pretrain_gpt(options):
     from .pretrain import pretrain_gpt as run
-    trainer = run(options)
+    run(options)
     print(f"saved to {options.out}")
-    return 0 if trainer else 1
 
 
 def pretrain_bert(options):

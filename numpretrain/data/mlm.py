@@ -23,6 +23,8 @@ word of its own, which is the default.
 
 import numpy as np
 
+from numpretrain.functional import IGNORE_INDEX  # label of positions without a prediction
+
 from numpretrain.errors import ConfigError, DataError
 from numpretrain.tokenizers.char import FIRST_NON_SPECIAL_ID  # ids below it: [PAD] [UNK] [CLS] [SEP] [MASK]
 
@@ -33,8 +35,6 @@ MASK_REPLACE_PROB = 0.8
 RANDOM_REPLACE_PROB = 0.1
 # create_pretraining_data.py's --max_predictions_per_seq default.
 MAX_PREDICTIONS_PER_SEQ = 20
-# Label of positions without a prediction; PyTorch's cross_entropy ignore_index default.
-IGNORE_INDEX = -100
 
 
 def count_to_predict(n_eligible, mask_prob, max_predictions):
