@@ -19,7 +19,8 @@ How it measures, and why:
   printed with every row. Ratios (PyTorch's time / ours: above 1 means numpretrain is faster)
   are the figures to trust on a shared machine.
 - Threads. OPENBLAS_NUM_THREADS (and OMP/MKL) are set to --threads before NumPy is imported and
-  torch.set_num_threads(--threads) is called, so both use the same number of cores.
+  torch.set_num_threads(--threads) is called, so both use the same number of cores; numpretrain's
+  own threads for elementwise work (numpretrain/parallel.py) follow OPENBLAS_NUM_THREADS.
 - The matmul peak is the best GFLOP/s of a (1024, 1024) @ (1024, 1024) float32 np.matmul,
   measured before every row; the highest seen is the peak.
 - Memory. Peaks from two frameworks in one process would mix, so each (framework, model, size)
@@ -79,6 +80,7 @@ ARGS = parse_args()
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)   # before NumPy (and torch) start their thread pools
 
+import numpretrain  # noqa: E402, F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
 import numpy as np  # noqa: E402
 
 
@@ -408,7 +410,7 @@ def main():
     import numpretrain
     print(f"numpretrain {numpretrain.__version__}, NumPy {np.__version__}"
           + (f", PyTorch {torch.__version__}" if torch_ok else "") +
-          f"; {ARGS.threads} thread(s); {os.cpu_count()} CPUs; load average {load():.2f}")
+          f"; {ARGS.threads} thread(s) (numpretrain: {numpretrain.parallel.get_num_threads()}); {os.cpu_count()} CPUs; load average {load():.2f}")
     models = [ARGS.model] if ARGS.model else ["gpt", "bert"]
     sizes = [ARGS.size] if ARGS.size else list(SIZES)
     peak = [0.0]

@@ -23,6 +23,7 @@ import sys
 import time
 import warnings
 
+import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
 import numpy as np
 
 from numpretrain import optim

@@ -39,6 +39,7 @@ from concurrent.futures import ProcessPoolExecutor
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpretrain  # noqa: E402, F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
 import numpy as np  # noqa: E402
 
 from numpretrain import cli  # noqa: E402

@@ -37,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
 import numpy as np
 
 from numpretrain import functional as F

@@ -19,6 +19,7 @@ import shutil
 import sys
 import warnings
 
+import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
 import numpy as np
 
 from numpretrain import cli, probing

@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 
+import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
 import numpy as np
 
 from numpretrain import cli, probing

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from . import parallel
 from .tensor import Tensor
 
 
@@ -35,12 +36,13 @@ def allowed_keys(n_queries, n_keys, causal, key_padding_mask):
     return allowed
 
 
-def attention_probs(q, k, allowed):
+def attention_probs(q, k, allowed, out=None):
     """softmax(q k^T / sqrt(hs)) over allowed keys, as plain arrays; a row with no key allowed is 0.
 
-    q: (B, nh, Tq, hs), k: (B, nh, Tk, hs) -> (B, nh, Tq, Tk). Computed in place on one buffer.
+    q: (B, nh, Tq, hs), k: (B, nh, Tk, hs) -> (B, nh, Tq, Tk), computed in place in `out`
+    (a new array if None).
     """
-    probs = q @ k.swapaxes(-1, -2)                       # (B, nh, Tq, Tk)
+    probs = np.matmul(q, k.swapaxes(-1, -2), out=out)    # (B, nh, Tq, Tk)
     probs *= 1.0 / math.sqrt(q.shape[-1])
     if allowed is not None:
         np.copyto(probs, -np.inf, where=~allowed)
@@ -79,35 +81,52 @@ def self_attention(qkv, n_head, causal=False, key_padding_mask=None, dropout=0.0
     if key_padding_mask is not None and np.shape(key_padding_mask) != (B, T):
         raise ValueError(f"self_attention: key_padding_mask must have shape {(B, T)}, got {np.shape(key_padding_mask)}")
     q, k, v = split_qkv(qkv.data, n_head)               # each (B, nh, T, hs)
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    allowed = allowed_keys(T, T, causal, key_padding_mask)
-    probs = attention_probs(q, k, allowed)               # (B, nh, T, T); saved for backward
+    hs = q.shape[-1]
+    allowed = allowed_keys(T, T, causal, key_padding_mask)   # (B or 1, 1, T, T) or None
     keep = None
     if training and dropout > 0:
         if rng is None:
             raise ValueError("self_attention: training with dropout > 0 needs rng, a numpy.random.Generator")
-        keep = (rng.random(probs.shape, dtype=np.float32) >= dropout) * np.asarray(1 / (1 - dropout), probs.dtype)
-    dropped = probs if keep is None else probs * keep   # saved: what multiplied v
-    y = np.empty((B, T, n_head, q.shape[-1]), dtype=probs.dtype)     # (B, T, nh, hs): heads merged ...
-    np.matmul(dropped, v, out=y.transpose(0, 2, 1, 3))   # ... as the product writes them (no copy)
+        keep = (rng.random((B, n_head, T, T), dtype=np.float32) >= dropout) * np.asarray(1 / (1 - dropout), q.dtype)
+    probs = np.empty((B, n_head, T, T), dtype=q.dtype)   # saved for backward
+    dropped = probs if keep is None else np.empty_like(probs)   # saved: what multiplied v
+    y = np.empty((B, T, n_head, hs), dtype=q.dtype)     # (B, T, nh, hs): heads merged ...
+    y_heads = y.transpose(0, 2, 1, 3)                    # ... as the product writes them (no copy)
+
+    # Each sequence of the batch attends only within itself, so the work is split over
+    # blocks of sequences, one per thread (parallel.py).
+    def mask_of(b):
+        return None if allowed is None else allowed[b] if len(allowed) == B else allowed
+
+    def forward_block(b):                                # b: a slice of the batch
+        attention_probs(q[b], k[b], mask_of(b), out=probs[b])
+        if keep is not None:
+            np.multiply(probs[b], keep[b], out=dropped[b])
+        np.matmul(dropped[b], v[b], out=y_heads[b])
+
+    parallel.for_each_row_block(forward_block, B, probs.size)
     y = y.reshape(B, T, three_C // 3)                    # (B, T, C)
 
     def backward(g):                                     # g: (B, T, C)
-        gy = g.reshape(B, T, n_head, -1).transpose(0, 2, 1, 3)          # (B, nh, T, hs)
-        gqkv = np.empty((B, T, 3, n_head, q.shape[-1]), dtype=g.dtype)
+        gy = g.reshape(B, T, n_head, hs).transpose(0, 2, 1, 3)          # (B, nh, T, hs)
+        gqkv = np.empty((B, T, 3, n_head, hs), dtype=g.dtype)
         gq, gk, gv = gqkv.transpose(2, 0, 3, 1, 4)                      # views to write into
-        # y = dropped @ v  =>  d dropped = gy v^T,  d v = dropped^T gy
-        np.matmul(dropped.swapaxes(-1, -2), gy, out=gv)
-        gprobs = gy @ v.swapaxes(-1, -2)                                # (B, nh, T, T)
-        if keep is not None:
-            gprobs *= keep                                              # dropout passes grads where it kept
-        # softmax: d scores_j = p_j (d p_j - sum_i p_i d p_i); masked keys have p = 0, so get 0
-        gprobs -= np.einsum("bhqk,bhqk->bhq", gprobs, probs)[..., None]  # (einsum: no (B, nh, T, T) temporary)
-        gprobs *= probs
-        gprobs *= scale                                                 # scores = q k^T * scale
-        # scores = q k^T  =>  d q = d scores k,  d k = d scores^T q
-        np.matmul(gprobs, k, out=gq)
-        np.matmul(gprobs.swapaxes(-1, -2), q, out=gk)
+
+        def backward_block(b):
+            # y = dropped @ v  =>  d dropped = gy v^T,  d v = dropped^T gy
+            np.matmul(dropped[b].swapaxes(-1, -2), gy[b], out=gv[b])
+            gprobs = gy[b] @ v[b].swapaxes(-1, -2)                      # (b, nh, T, T)
+            if keep is not None:
+                gprobs *= keep[b]                                       # dropout passes grads where it kept
+            # softmax: d scores_j = p_j (d p_j - sum_i p_i d p_i); masked keys have p = 0, so get 0
+            gprobs -= np.einsum("bhqk,bhqk->bhq", gprobs, probs[b])[..., None]  # (no (b, nh, T, T) temporary)
+            gprobs *= probs[b]
+            gprobs *= 1.0 / math.sqrt(hs)                               # scores = q k^T / sqrt(hs)
+            # scores = q k^T  =>  d q = d scores k,  d k = d scores^T q
+            np.matmul(gprobs, k[b], out=gq[b])
+            np.matmul(gprobs.swapaxes(-1, -2), q[b], out=gk[b])
+
+        parallel.for_each_row_block(backward_block, B, probs.size)
         return (gqkv.reshape(B, T, three_C),)
 
     return Tensor.from_op(y, (qkv,), backward, "self_attention"), probs

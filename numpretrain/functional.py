@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from . import parallel
 from .ops import as_tensor, unbroadcast
 from .special import erf
 from .tensor import Tensor
@@ -103,36 +104,48 @@ def cross_entropy(logits, targets, ignore_index=IGNORE_INDEX):
 def layer_norm(x, weight, bias, eps=1e-5):
     """(x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance, as nn.LayerNorm).
 
-    For speed: sums over rows and columns are np.einsum's (see `_row_means`), and two buffers
-    are updated in place.
+    For speed: rows are normalised in blocks on all threads (parallel.py), sums over rows and
+    columns are np.einsum's (see `_row_means`), and buffers are updated in place.
     """
     C = x.shape[-1]
     x2 = x.data.reshape(-1, C)                             # (N, C), N = product of the leading axes
-    xhat = x2 - _row_means(x2)                             # (N, C) centered
-    out = np.multiply(xhat, xhat)                          # (N, C) squares; later the output
-    rstd = _row_means(out)                                 # (N, 1) variance ...
-    rstd += eps
-    np.sqrt(rstd, out=rstd)
-    np.divide(1, rstd, out=rstd)                           # ... and 1 / sqrt(var + eps)
-    xhat *= rstd                                           # saved: xhat and rstd, all backward needs
-    np.multiply(xhat, weight.data, out=out)
-    out += bias.data
+    N = len(x2)
+    xhat, rstd, out = np.empty_like(x2), np.empty((N, 1), x2.dtype), np.empty_like(x2)
+
+    def forward_block(r):                                  # r: a slice of the rows
+        xhat_r, rstd_r, out_r = xhat[r], rstd[r], out[r]
+        np.subtract(x2[r], _row_means(x2[r]), out=xhat_r)  # centered
+        np.multiply(xhat_r, xhat_r, out=out_r)             # squares; later the output
+        rstd_r[:] = _row_means(out_r)                      # variance ...
+        rstd_r += eps
+        np.sqrt(rstd_r, out=rstd_r)
+        np.divide(1, rstd_r, out=rstd_r)                   # ... and 1 / sqrt(var + eps)
+        xhat_r *= rstd_r                                   # saved: xhat and rstd, all backward needs
+        np.multiply(xhat_r, weight.data, out=out_r)
+        out_r += bias.data
+
+    parallel.for_each_row_block(forward_block, N, x2.size)
 
     def backward(g):                                       # g: (..., C)
         g2 = g.reshape(-1, C)                              # (N, C)
-        # dweight = sum over rows of g * xhat,  dbias = sum over rows of g
-        g_xhat = g2 * xhat                                 # (N, C)
+        g_xhat, gx = np.empty_like(g2), np.empty_like(g2)
+
+        def backward_block(r):
+            # dx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)),  gxhat = g * weight: the
+            # three terms come from xhat's direct path, the mean's path and the variance's path
+            g_xhat_r, gx_r = g_xhat[r], gx[r]
+            np.multiply(g2[r], xhat[r], out=g_xhat_r)      # g * xhat, kept for dweight
+            mean_gxhat_xhat = _row_means(g_xhat_r * weight.data)   # (rows, 1)
+            np.multiply(g2[r], weight.data, out=gx_r)      # gxhat
+            gx_r -= _row_means(gx_r)
+            gx_r -= xhat[r] * mean_gxhat_xhat
+            gx_r *= rstd[r]
+
+        parallel.for_each_row_block(backward_block, N, g2.size)
+        # dweight = sum over rows of g * xhat,  dbias = sum over rows of g (on one thread: sums
+        # across rows would change with the split, and the bits with them)
         gw = np.einsum("nc->c", g_xhat)
         gb = np.einsum("nc->c", g2)
-        # dx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)),  gxhat = g * weight: the three
-        # terms come from xhat's direct path, the mean's path and the variance's path
-        g_xhat *= weight.data                              # gxhat * xhat
-        mean_gxhat_xhat = _row_means(g_xhat)               # (N, 1)
-        gx = g2 * weight.data                              # gxhat (N, C)
-        gx -= _row_means(gx)
-        np.multiply(xhat, mean_gxhat_xhat, out=g_xhat)
-        gx -= g_xhat
-        gx *= rstd
         return gx.reshape(x.shape), gw, gb
 
     return Tensor.from_op(out.reshape(x.shape), (x, weight, bias), backward, "layer_norm")
@@ -155,48 +168,65 @@ SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 def gelu(x, approximate="tanh"):
     """x * Phi(x). approximate="tanh" is GPT's form; "none" is the exact erf form BERT uses.
 
-    Both run in the dtype of x, updating a few buffers in place (each `out=` or `*=` below
-    saves allocating, and page-faulting, an array as large as the MLP's hidden layer).
+    Both run in the dtype of x, over blocks of the flattened array on all threads
+    (parallel.py), updating each block's buffers in place: every `out=` or `*=` below saves
+    allocating, and page-faulting, an array as large as the MLP's hidden layer.
     """
-    x_data = x.data
+    x_flat = x.data.reshape(-1)
     if approximate == "tanh":
-        # t = tanh(k (x + c x^3)) = tanh(k x (1 + c x^2)),  out = 0.5 x (1 + t)
-        t = x_data * x_data                                 # x^2 (x ** 3 would call pow, slowly)
-        t *= SQRT_2_OVER_PI * GELU_TANH_COEFF
-        t += SQRT_2_OVER_PI
-        t *= x_data
-        np.tanh(t, out=t)                                   # saved: t (x^2 is cheaper to redo than to keep)
-        out = t + 1
-        out *= x_data
-        out *= 0.5
+        t, out = np.empty_like(x_flat), np.empty_like(x_flat)
+        def forward_block(i):                               # i: a slice of the flat arrays
+            xi, ti, outi = x_flat[i], t[i], out[i]
+            # t = tanh(k (x + c x^3)) = tanh(k x (1 + c x^2)),  out = 0.5 x (1 + t)
+            np.multiply(xi, xi, out=ti)                     # x^2 (x ** 3 would call pow, slowly)
+            ti *= SQRT_2_OVER_PI * GELU_TANH_COEFF
+            ti += SQRT_2_OVER_PI
+            ti *= xi
+            np.tanh(ti, out=ti)                             # saved: t (x^2 is cheaper to redo than to keep)
+            np.add(ti, 1, out=outi)
+            outi *= xi
+            outi *= 0.5
+        parallel.for_each_row_block(forward_block, x_flat.size, x_flat.size)
         def backward(g):
-            # d/dx [0.5 x (1 + t)] = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2)
-            dt = x_data * x_data
-            dt *= 3 * SQRT_2_OVER_PI * GELU_TANH_COEFF
-            dt += SQRT_2_OVER_PI                            # k (1 + 3 c x^2)
-            dt *= x_data
-            dt *= 1 - t * t                                 # x (1 - t^2) k (1 + 3 c x^2)
-            dt += t
-            dt += 1
-            dt *= 0.5
-            dt *= g
-            return (dt,)
-        return Tensor.from_op(out, (x,), backward, "gelu_tanh")
+            g_flat, grad = g.reshape(-1), np.empty_like(x_flat)
+            def backward_block(i):
+                xi, ti, gradi = x_flat[i], t[i], grad[i]
+                # d/dx [0.5 x (1 + t)] = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2)
+                np.multiply(xi, xi, out=gradi)
+                gradi *= 3 * SQRT_2_OVER_PI * GELU_TANH_COEFF
+                gradi += SQRT_2_OVER_PI                     # k (1 + 3 c x^2)
+                gradi *= xi
+                gradi *= 1 - ti * ti                        # x (1 - t^2) k (1 + 3 c x^2)
+                gradi += ti
+                gradi += 1
+                gradi *= 0.5
+                gradi *= g_flat[i]
+            parallel.for_each_row_block(backward_block, x_flat.size, x_flat.size)
+            return (grad.reshape(x.shape),)
+        return Tensor.from_op(out.reshape(x.shape), (x,), backward, "gelu_tanh")
     if approximate == "none":
-        erf_fn = erf_float32 if x_data.dtype == np.float32 else erf   # float64 keeps float64 accuracy
-        cdf = erf_fn(x_data * (1 / math.sqrt(2)))
-        cdf += 1
-        cdf *= 0.5                                          # saved: Phi(x)
+        erf_fn = erf_float32 if x_flat.dtype == np.float32 else erf   # float64 keeps float64 accuracy
+        cdf, out = np.empty_like(x_flat), np.empty_like(x_flat)
+        def forward_block(i):
+            cdf[i] = erf_fn(x_flat[i] * (1 / math.sqrt(2)))
+            cdf[i] += 1
+            cdf[i] *= 0.5                                   # saved: Phi(x)
+            np.multiply(x_flat[i], cdf[i], out=out[i])
+        parallel.for_each_row_block(forward_block, x_flat.size, x_flat.size)
         def backward(g):
-            # d/dx [x Phi(x)] = Phi(x) + x phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
-            grad = x_data * x_data
-            grad *= -0.5
-            np.exp(grad, out=grad)
-            grad *= x_data * (1 / math.sqrt(2 * math.pi))
-            grad += cdf
-            grad *= g
-            return (grad,)
-        return Tensor.from_op(x_data * cdf, (x,), backward, "gelu_erf")
+            g_flat, grad = g.reshape(-1), np.empty_like(x_flat)
+            def backward_block(i):
+                xi, gradi = x_flat[i], grad[i]
+                # d/dx [x Phi(x)] = Phi(x) + x phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+                np.multiply(xi, xi, out=gradi)
+                gradi *= -0.5
+                np.exp(gradi, out=gradi)
+                gradi *= xi * (1 / math.sqrt(2 * math.pi))
+                gradi += cdf[i]
+                gradi *= g_flat[i]
+            parallel.for_each_row_block(backward_block, x_flat.size, x_flat.size)
+            return (grad.reshape(x.shape),)
+        return Tensor.from_op(out.reshape(x.shape), (x,), backward, "gelu_erf")
     raise ValueError(f"gelu: approximate must be 'tanh' or 'none', got {approximate!r}")
 
 
@@ -215,12 +245,14 @@ def erf_float32(x):
     special.erf (exact to float64, for gradcheck) costs a hundred times more."""
     x = np.clip(x, -4, 4)                                   # (a new array, ours to work in)
     x2 = x * x
-    p = np.full_like(x, _ERF_P[0])
-    for coefficient in _ERF_P[1:]:                          # Horner's rule in x^2
+    p = x2 * _ERF_P[0]                                      # Horner's rule in x^2
+    p += _ERF_P[1]
+    for coefficient in _ERF_P[2:]:
         p *= x2
         p += coefficient
-    q = np.full_like(x, _ERF_Q[0])
-    for coefficient in _ERF_Q[1:]:
+    q = x2 * _ERF_Q[0]
+    q += _ERF_Q[1]
+    for coefficient in _ERF_Q[2:]:
         q *= x2
         q += coefficient
     p *= x

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numpretrain import parallel
 from numpretrain.errors import CheckpointError, ConfigError
 from numpretrain.tensor import Tensor
 
@@ -462,7 +463,7 @@ class AdamW(Optimizer):
     t counts the updates this parameter has received. For speed the moments
     of each group (per dtype) are one flat array each, with a view per
     parameter; gradients are gathered into a flat buffer and the formula runs
-    over it in chunks of CHUNK_ELEMENTS (see `_adam_chunk`).
+    over it in chunks of CHUNK_ELEMENTS (see `_adam_chunk`), on all threads (parallel.py).
     """
 
     gathers_grads = True
@@ -470,9 +471,6 @@ class AdamW(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
         self._chunk = CHUNK_ELEMENTS
-        largest = max((b.grad.size for b in self._buckets), default=0)
-        self._scratch = {b.grad.dtype: np.empty(min(largest, self._chunk), b.grad.dtype)
-                         for b in self._buckets}
 
     def _check_hyperparameters(self, group):
         super()._check_hyperparameters(group)
@@ -492,19 +490,24 @@ class AdamW(Optimizer):
             group = bucket.group
             lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
             beta1, beta2 = (float(b) for b in group["betas"])
-            scratch = self._scratch[bucket.grad.dtype]
             for first, last, t in self._runs(bucket):
                 members = range(first, last + 1)
                 for k in members:                         # gather the gradients
                     np.copyto(bucket.grad_views[k], bucket.params[k].grad)
                 step_size = lr / (1 - beta1 ** t)
                 bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
-                start, end = bucket.starts[first], bucket.ends[last]
-                for s in range(start, end, self._chunk):
-                    e = min(s + self._chunk, end)
-                    _adam_chunk(bucket.grad[s:e], bucket.flat["exp_avg"][s:e],
-                                bucket.flat["exp_avg_sq"][s:e], scratch[:e - s],
-                                beta1, beta2, eps, step_size, bias_correction2_sqrt)
+                offset = bucket.starts[first]
+                grad, exp_avg, exp_avg_sq = (a[offset:bucket.ends[last]] for a in
+                                             (bucket.grad, bucket.flat["exp_avg"], bucket.flat["exp_avg_sq"]))
+
+                def update(block):                        # block: a slice of the run, one per thread
+                    scratch = np.empty(min(self._chunk, block.stop - block.start), grad.dtype)
+                    for s in range(block.start, block.stop, self._chunk):
+                        e = min(s + self._chunk, block.stop)
+                        _adam_chunk(grad[s:e], exp_avg[s:e], exp_avg_sq[s:e], scratch[:e - s],
+                                    beta1, beta2, eps, step_size, bias_correction2_sqrt)
+
+                parallel.for_each_row_block(update, len(grad), len(grad))
                 for k in members:                         # apply decay, then the update
                     p = bucket.params[k]
                     if wd:

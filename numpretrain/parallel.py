@@ -1,0 +1,194 @@
+"""Elementwise work on every core: the rows of an array split into blocks, one thread per block.
+
+NumPy's matrix products already use all cores (OpenBLAS has its own threads), but
+everything else NumPy does (GELU, LayerNorm, softmax, the attention's small batched
+products, AdamW) runs on the calling thread alone. On two cores that left half the
+machine idle for about half of a training step. NumPy releases the GIL inside every
+ufunc loop, so plain Python threads run those loops side by side.
+
+    def gelu_rows(rows):                   # rows: a slice of the first axis
+        out[rows] = ...x[rows]...
+    for_each_row_block(gelu_rows, len(x), x.size)
+
+Two thread pools must not fight over the same cores. While numpretrain's threads run,
+OpenBLAS is told to use one thread (`_blas_threads`), so a matrix product inside a block
+(attention's per-sequence products) stays on its block's core; outside, BLAS has them all.
+
+Rules that keep this simple and exact:
+- A block function only touches its own rows, so the blocks never race, and every
+  number comes out bit for bit as it would on one thread (sums *across* rows, such as
+  a bias gradient, stay outside, on the calling thread).
+- Small arrays run on the calling thread in one block: handing work to another thread
+  costs 10-60 microseconds, more than it saves below ~100k elements per block.
+- One caller at a time: a call made while the threads are busy (from another thread,
+  or from inside a block) runs its blocks itself, in order.
+
+The number of threads comes from NUMPRETRAIN_NUM_THREADS, else OPENBLAS_NUM_THREADS /
+OMP_NUM_THREADS (so `--threads`-style settings cover both), else the cores this process
+may use, at most 8; `set_num_threads(n)` changes it. n = 1 turns the threads off.
+
+Import numpretrain before NumPy. After every product, OpenBLAS's idle threads spin for about
+0.1 s before they sleep, and on the cores numpretrain's threads want that makes the blocks
+slower than one thread. This module shortens the spin to 2^14 cycles (a few microseconds,
+still enough to catch back-to-back products) through OPENBLAS_THREAD_TIMEOUT, which OpenBLAS
+reads only when NumPy loads it. When NumPy came first, the default is one thread.
+"""
+
+import ctypes
+import os
+import queue
+import sys
+import threading
+
+_BLAS_SPIN_IS_SHORT = "OPENBLAS_THREAD_TIMEOUT" in os.environ or "numpy" not in sys.modules
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
+
+MIN_ELEMENTS = 1 << 17   # below this many elements per block, one thread does it all
+
+
+def _default_num_threads():
+    explicit = os.environ.get("NUMPRETRAIN_NUM_THREADS", "").strip()
+    if explicit.isdigit() and int(explicit) > 0:
+        return int(explicit)
+    if not _BLAS_SPIN_IS_SHORT:
+        return 1                                    # NumPy came first (see above)
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8))
+
+
+class _Worker:
+    """A daemon thread that runs fn(arg) for whoever hands it work, and hands back the result."""
+
+    def __init__(self, index):
+        self.tasks, self.results = queue.SimpleQueue(), queue.SimpleQueue()
+        threading.Thread(target=self._loop, name=f"numpretrain-worker-{index}", daemon=True).start()
+
+    def _loop(self):
+        while True:
+            fn, arg = self.tasks.get()
+            try:
+                self.results.put((fn(arg), None))
+            except BaseException as error:          # re-raised on the calling thread
+                self.results.put((None, error))
+
+    def start(self, fn, arg):
+        self.tasks.put((fn, arg))
+
+    def wait(self):
+        """(result, error) of the work handed over last."""
+        return self.results.get()
+
+
+def _find_openblas():
+    """(set_num_threads, get_num_threads) of the OpenBLAS that NumPy loaded, or None (not Linux,
+    or another BLAS: then blocks that call BLAS may compete with its threads, and be slower)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line and ".so" in line}
+    except OSError:
+        return None
+    prefixes = ("scipy_openblas_", "openblas_")           # NumPy 2's bundled build, then others
+    for path in sorted(paths):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in prefixes:
+            for suffix in ("64_", ""):
+                try:
+                    return (getattr(library, f"{prefix}set_num_threads{suffix}"),
+                            getattr(library, f"{prefix}get_num_threads{suffix}"))
+                except AttributeError:
+                    continue
+    return None
+
+
+_openblas = None          # found on first use: NumPy must have loaded OpenBLAS by then
+
+
+class _blas_threads:
+    """with _blas_threads(1): ... runs the body with OpenBLAS on n threads, then restores it."""
+
+    def __init__(self, n):
+        global _openblas
+        if _openblas is None:
+            _openblas = _find_openblas() or ()
+        self.n = n
+
+    def __enter__(self):
+        if _openblas:
+            set_threads, get_threads = _openblas
+            self.previous = get_threads()
+            set_threads(self.n)
+
+    def __exit__(self, *exc):
+        if _openblas:
+            _openblas[0](self.previous)
+
+
+_num_threads = _default_num_threads()
+_workers = []                   # started on first use: num_threads - 1 of them
+_busy = threading.Lock()
+
+
+def set_num_threads(n):
+    """Use n threads (the calling one included) for row-blocked work; 1 turns threading off."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
+    _num_threads = n
+
+
+def get_num_threads():
+    return _num_threads
+
+
+def row_blocks(n_rows, n_elements):
+    """Contiguous slices covering range(n_rows): one per thread, or a single one for small work."""
+    n_blocks = max(1, min(_num_threads, n_rows, n_elements // MIN_ELEMENTS))
+    bounds = [n_rows * i // n_blocks for i in range(n_blocks + 1)]
+    return [slice(bounds[i], bounds[i + 1]) for i in range(n_blocks)]
+
+
+def for_each_row_block(fn, n_rows, n_elements):
+    """Call fn(rows) for row blocks that cover range(n_rows), the blocks on separate threads.
+
+    n_elements (the size of the work) decides whether threads are worth it. Returns the
+    results of fn in block order.
+    """
+    blocks = row_blocks(n_rows, n_elements)
+    if len(blocks) == 1 or not _busy.acquire(blocking=False):
+        return [fn(rows) for rows in blocks]
+    try:
+        while len(_workers) < len(blocks) - 1:
+            _workers.append(_Worker(len(_workers)))
+        helpers = _workers[:len(blocks) - 1]
+        with _blas_threads(1):
+            for worker, rows in zip(helpers, blocks[1:]):
+                worker.start(fn, rows)
+            try:
+                results = [fn(blocks[0])]            # the calling thread takes the first block
+            finally:
+                outcomes = [worker.wait() for worker in helpers]   # every block ends, even after an error
+        for result, error in outcomes:
+            if error is not None:
+                raise error
+            results.append(result)
+        return results
+    finally:
+        _busy.release()
+
+
+def _forget_workers():
+    """A forked child has none of its parent's threads: start new ones when needed."""
+    global _busy
+    _workers.clear()
+    _busy = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
