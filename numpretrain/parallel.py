@@ -160,6 +160,8 @@ def for_each_row_block(fn, n_rows, n_elements):
     n_elements (the size of the work) decides whether threads are worth it. Returns the
     results of fn in block order.
     """
+    if _num_threads == 1 or n_elements < 2 * MIN_ELEMENTS:
+        return [fn(slice(0, n_rows))]               # the common small case, without building blocks
     blocks = row_blocks(n_rows, n_elements)
     if len(blocks) == 1 or not _busy.acquire(blocking=False):
         return [fn(rows) for rows in blocks]

@@ -261,6 +261,21 @@ def test_kv_cache_equals_full_recompute(norm_first, chunks):
     np.testing.assert_allclose(cached, full, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_cached_block_in_plain_numpy_matches_the_module(norm_first, approximate):
+    """nn/decode.py's block (generation's path) against the module's forward, for both GELUs."""
+    block = randomize(TransformerBlock(C, NH, norm_first=norm_first, causal=True, approximate=approximate,
+                                       bias=True).to(F64), 14).eval()
+    x = np.random.default_rng(15).standard_normal((2, 7, C))
+    with no_grad():
+        full = block(Tensor(x)).data
+        cache = KVCache()
+        steps = [block(Tensor(x[:, :4]), kv_cache=cache).data] + [
+            block(Tensor(x[:, t:t + 1]), kv_cache=cache).data for t in range(4, 7)]
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=0, atol=1e-12)
+
+
 def test_kv_cache_with_left_padding_matches_full_recompute():
     model = randomize(TinyGPT().to(F64), 12).eval()
     ids = np.random.default_rng(13).integers(0, 13, size=(2, 6))

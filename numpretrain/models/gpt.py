@@ -105,8 +105,8 @@ class GPT(Module):
         With kv_caches, `ids` are only the new tokens; the caches hold keys and values of the past.
         """
         with no_grad():
-            x = self.hidden_states(ids, kv_caches=kv_caches)[:, -1]     # (B, C)
-            return (x @ self.output_embedding.T).data                  # (B, V)
+            x = self.hidden_states(ids, kv_caches=kv_caches).data[:, -1]   # (B, C)
+            return x @ self.output_embedding.data.T                        # (B, V)
 
     def generate(self, ids, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
                  greedy=False, use_cache=True):

@@ -25,11 +25,12 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..attention import allowed_keys, attention_probs, merge_heads, self_attention, split_qkv
+from ..attention import allowed_keys, self_attention
 from ..capture import wants as capture_wants
 from ..errors import ConfigError
 from ..ops import as_tensor
-from ..tensor import Tensor, is_grad_enabled
+from ..tensor import Tensor
+from . import decode
 from .layers import Dropout, Linear, _check_positive_int, _check_probability
 from .module import Module
 
@@ -140,14 +141,7 @@ class SelfAttention(Module):
         """x: (B, T, C); key_padding_mask: (B, T) bool, True at real tokens; kv_cache: a KVCache
         (generation under no_grad) -> (B, T, C)."""
         x = as_tensor(x)
-        if x.ndim != 3 or x.shape[-1] != self.n_embd:
-            raise ValueError(f"SelfAttention {self.path!r}: expected x of shape (B, T, {self.n_embd}), got {x.shape}")
-        B, T, C = x.shape
-        if key_padding_mask is not None:
-            key_padding_mask = _as_mask(key_padding_mask)
-            if key_padding_mask.shape != (B, T):
-                raise ValueError(f"SelfAttention {self.path!r}: key_padding_mask must have shape {(B, T)} "
-                                 f"(one flag per position of x), got {key_padding_mask.shape}")
+        key_padding_mask = self.check_input(x.shape, key_padding_mask)
         if kv_cache is not None:
             return self._forward_cached(x, key_padding_mask, kv_cache)
 
@@ -163,6 +157,17 @@ class SelfAttention(Module):
             self.last_probs = _read_only(probs)                          # (B, nh, T, T)
         y = self.name_output(y, "y")                                    # (B, T, C), heads merged
         return self.resid_dropout(self.c_proj(y))                      # (B, T, C)
+
+    def check_input(self, shape, key_padding_mask):
+        """Fail clearly unless x is (B, T, n_embd) and the mask None or (B, T) bool; returns the mask."""
+        if len(shape) != 3 or shape[-1] != self.n_embd:
+            raise ValueError(f"SelfAttention {self.path!r}: expected x of shape (B, T, {self.n_embd}), got {shape}")
+        if key_padding_mask is not None:
+            key_padding_mask = _as_mask(key_padding_mask)
+            if key_padding_mask.shape != shape[:2]:
+                raise ValueError(f"SelfAttention {self.path!r}: key_padding_mask must have shape {shape[:2]} "
+                                 f"(one flag per position of x), got {key_padding_mask.shape}")
+        return key_padding_mask
 
     def _probs_name(self):
         path = self.path
@@ -191,27 +196,12 @@ class SelfAttention(Module):
 
     def _forward_cached(self, x, key_padding_mask, cache):
         """Attend from the new positions x (B, T_new, C) to every cached key plus their own."""
-        if is_grad_enabled():
-            raise RuntimeError(f"SelfAttention {self.path!r}: a kv_cache is for generation; "
-                               f"run it under `with no_grad():`")
-        if not self.causal:
-            raise ValueError(f"SelfAttention {self.path!r}: a kv_cache needs causal attention (with full attention "
-                             f"the earlier positions would have to see the new ones)")
-        B, T, C = x.shape
-        qkv = self.c_attn(x).data                                       # (B, T, 3C)
-        q, k, v = split_qkv(qkv, self.n_head)                           # each (B, nh, T, hs)
-        past = len(cache)
-        keys, values = cache.append(k, v, key_padding_mask)            # (B, nh, past + T, hs)
-        # query i of the new ones sits at position past + i and sees keys 0 .. past + i
-        allowed = allowed_keys(T, past + T, True, cache.key_padding_mask)   # (B or 1, 1, T, past + T)
-        probs = attention_probs(q, keys, allowed)                       # (B, nh, T, past + T)
+        y = decode.attention(x.data, self, cache, key_padding_mask)   # (B, T, C), plain NumPy (nn/decode.py)
+        return self.resid_dropout(Tensor(y))                            # (B, T, C)
+
+    def record_probs(self, probs):
+        """Keep the probabilities (B, nh, T, Tk) for `keep_probs` and for a capture that asks for them."""
         if self.keep_probs:
             self.last_probs = probs
         if capture_wants(self._probs_name()):
             self.name_output(Tensor(probs), "probs")
-        p = self.attn_dropout.p
-        if self.training and p > 0:                                     # dropout drawn as the fused op draws it
-            keep = self.rng.random(probs.shape, dtype=np.float32) >= p
-            probs = probs * (keep * np.asarray(1 / (1 - p), probs.dtype))
-        y = merge_heads(probs @ values)                                 # (B, T, C)
-        return self.resid_dropout(self.c_proj(Tensor(y)))              # (B, T, C)

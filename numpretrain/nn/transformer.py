@@ -12,6 +12,8 @@ Dropout sits on each branch's output, before the residual addition, in both form
 
 from ..errors import ConfigError
 from ..ops import as_tensor
+from ..tensor import Tensor
+from . import decode
 from .attention import SelfAttention
 from .layers import GELU, Dropout, LayerNorm, Linear, _check_positive_int, _check_probability
 from .module import Module
@@ -71,6 +73,8 @@ class TransformerBlock(Module):
 
     def forward(self, x, key_padding_mask=None, kv_cache=None):
         x = as_tensor(x)                                                    # (B, T, C)
+        if kv_cache is not None and not self.training:                      # generation: plain NumPy
+            return self.name_output(Tensor(decode.block(x.data, self, kv_cache, key_padding_mask)))
         if self.norm_first:
             x = x + self.attn(self.ln_1(x), key_padding_mask, kv_cache)     # (B, T, C)
             x = x + self.mlp(self.ln_2(x))                                  # (B, T, C)
