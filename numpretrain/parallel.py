@@ -175,7 +175,11 @@ def for_each_row_block(fn, n_rows, n_elements):
             try:
                 results = [fn(blocks[0])]            # the calling thread takes the first block
             finally:
-                outcomes = [worker.wait() for worker in helpers]   # every block ends, even after an error
+                try:
+                    outcomes = [worker.wait() for worker in helpers]   # every block ends, even after an error
+                except BaseException:                # Ctrl-C while waiting: a worker may still owe a
+                    _workers.clear()                 # result, so the next call starts new workers
+                    raise
         for result, error in outcomes:
             if error is not None:
                 raise error

@@ -71,6 +71,26 @@ def test_an_error_in_any_block_reaches_the_caller_and_the_threads_recover(thread
     assert parallel.for_each_row_block(lambda rows: rows.start, 9, 9) == [0, 3, 6]   # no stale results
 
 
+def test_an_interrupt_while_waiting_leaves_no_stale_result_behind(threads, monkeypatch):
+    threads(2)
+    parallel.for_each_row_block(lambda rows: rows.start, 2, 2)          # the worker exists now
+    worker = parallel._workers[0]
+    original_wait, calls = worker.wait, []
+
+    def wait_interrupted_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return original_wait()
+
+    monkeypatch.setattr(worker, "wait", wait_interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        parallel.for_each_row_block(lambda rows: ("first call", rows.start), 2, 2)
+    # the old worker's answer to the interrupted call is still in its queue; a new worker answers now
+    assert parallel.for_each_row_block(lambda rows: ("second call", rows.start), 2, 2) == [
+        ("second call", 0), ("second call", 1)]
+
+
 def test_a_call_from_inside_a_block_runs_on_its_own_thread(threads):
     threads(2)
 
