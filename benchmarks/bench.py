@@ -22,8 +22,8 @@ How it measures, and why:
   torch.set_num_threads(--threads) is called, so both use the same number of cores; numpretrain's
   own threads for elementwise work (numpretrain/parallel.py) follow OPENBLAS_NUM_THREADS.
   numpretrain is imported before NumPy, as in the demos, so OpenBLAS's idle threads sleep after
-  a few microseconds: with OpenBLAS's default (about 0.1 s of spinning) they also slowed down
-  the PyTorch steps that followed ours, by up to 2x for generation.
+  about 50 microseconds: with OpenBLAS's default (about 0.1 s of spinning) they also slowed down
+  the PyTorch steps that followed ours (its KV-cache generation took 1.5x as long).
 - The matmul peak is the best GFLOP/s of a (1024, 1024) @ (1024, 1024) float32 np.matmul,
   measured before every row; the highest seen is the peak.
 - Memory. Peaks from two frameworks in one process would mix, so each (framework, model, size)

@@ -29,7 +29,7 @@ may use, at most 8; `set_num_threads(n)` changes it. n = 1 turns the threads off
 
 Import numpretrain before NumPy. After every product, OpenBLAS's idle threads spin for about
 0.1 s before they sleep, and on the cores numpretrain's threads want that makes the blocks
-slower than one thread. This module shortens the spin to 2^14 cycles (a few microseconds,
+slower than one thread. This module shortens the spin to 2^17 cycles (about 50 microseconds,
 still enough to catch back-to-back products) through OPENBLAS_THREAD_TIMEOUT, which OpenBLAS
 reads only when NumPy loads it. When NumPy came first, the default is one thread.
 """
@@ -41,7 +41,7 @@ import sys
 import threading
 
 _BLAS_SPIN_IS_SHORT = "OPENBLAS_THREAD_TIMEOUT" in os.environ or "numpy" not in sys.modules
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "14")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "17")
 
 MIN_ELEMENTS = 1 << 17   # below this many elements per block, one thread does it all
 
