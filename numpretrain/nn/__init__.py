@@ -4,6 +4,7 @@
     layers.py       Linear (and its fused op `linear`), Embedding, LayerNorm, Dropout, GELU
     attention.py    SelfAttention (fused, composite and KV-cached paths), KVCache
     transformer.py  MLP, TransformerBlock (pre-LN and post-LN)
+    decode.py       the KV-cached block in plain NumPy, for generation
     init.py         init_weights: normal(0, 0.02), GPT-2's residual scaling
 """
 

@@ -37,6 +37,7 @@ def linear(x, lin):
 
 
 def gelu(x, approximate):
+    """x * Phi(x): the tanh form (GPT) or the exact erf form (approximate="none", BERT)."""
     if approximate == "tanh":
         return 0.5 * x * (1 + np.tanh(SQRT_2_OVER_PI * (x + GELU_TANH_COEFF * x * x * x)))
     erf_fn = erf_float32 if x.dtype == np.float32 else erf
@@ -56,7 +57,7 @@ def attention(x, attn, cache, key_padding_mask=None):
         raise ValueError(f"SelfAttention {attn.path!r}: a kv_cache needs causal attention (with full attention "
                          f"the earlier positions would have to see the new ones)")
     key_padding_mask = attn.check_input(x.shape, key_padding_mask)
-    B, T, C = x.shape
+    T = x.shape[1]
     q, k, v = split_qkv(linear(x, attn.c_attn), attn.n_head)      # each (B, nh, T, hs)
     past = len(cache)
     keys, values = cache.append(k, v, key_padding_mask)            # (B, nh, past + T, hs)
@@ -71,8 +72,9 @@ def attention(x, attn, cache, key_padding_mask=None):
     return linear(merge_heads(probs @ values), attn.c_proj)       # (B, T, C)
 
 
-def mlp(x, mlp):
-    return linear(gelu(linear(x, mlp.c_fc), mlp.gelu.approximate), mlp.c_proj)
+def mlp(x, module):
+    """The MLP `module`: c_fc -> GELU -> c_proj."""
+    return linear(gelu(linear(x, module.c_fc), module.gelu.approximate), module.c_proj)
 
 
 def block(x, blk, cache, key_padding_mask=None):
