@@ -7,6 +7,9 @@ pass errors back, and leave BLAS's thread count as it found it.
 MIN_ELEMENTS is lowered so that the tiny test shapes are split too.
 """
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -202,3 +205,31 @@ def test_training_with_threads_reproduces_one_thread_bit_for_bit(threads, make_m
     assert losses_1[-1] < losses_1[0]                                   # it did train
     for got, want in zip(weights_3, weights_1):
         np.testing.assert_array_equal(got, want)
+
+
+# ----- the import order decides the default (see parallel.py's docstring) -----
+
+def _default_threads_in_a_new_process(code, **env):
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("NUMPRETRAIN_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                "OPENBLAS_THREAD_TIMEOUT")}
+    environment.update(env)
+    out = subprocess.run([sys.executable, "-c", code + "; print(numpretrain.parallel.get_num_threads(), "
+                          "os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"],
+                         capture_output=True, text=True, env=environment, check=True)
+    threads, timeout = out.stdout.split()
+    return int(threads), timeout
+
+
+def test_numpretrain_first_shortens_the_blas_spin_and_uses_the_cores():
+    threads, timeout = _default_threads_in_a_new_process("import os, numpretrain, numpy",
+                                                         NUMPRETRAIN_NUM_THREADS="3")
+    assert (threads, timeout) == (3, "17")
+    threads, _ = _default_threads_in_a_new_process("import os, numpretrain, numpy", OPENBLAS_NUM_THREADS="2")
+    assert threads == 2
+
+
+def test_numpy_first_means_one_thread_unless_asked():
+    assert _default_threads_in_a_new_process("import os, numpy, numpretrain", OPENBLAS_NUM_THREADS="2")[0] == 1
+    assert _default_threads_in_a_new_process("import os, numpy, numpretrain",
+                                             NUMPRETRAIN_NUM_THREADS="2")[0] == 2
