@@ -9,7 +9,6 @@ Each layer names its output by its path in the model (`h.0.ln_1`, `h.0.attn.c_at
 so `capture(...)` and the graph printers can find it.
 """
 
-import functools
 
 import numpy as np
 
@@ -46,14 +45,6 @@ def _check_input(module, x, width, like):
 
 # ----- Linear: one fused op, one GEMM each way -----
 
-@functools.lru_cache(maxsize=16)
-def _ones(n, dtype):
-    """A read-only vector of n ones: the bias gradient sum_rows(g) as the GEMV ones @ g (2x np.sum)."""
-    ones = np.ones(n, dtype=dtype)
-    ones.flags.writeable = False
-    return ones
-
-
 def linear(x, weight, bias=None):
     """x @ weight + bias over the last axis of x (any leading shape), weight (in, out).
 
@@ -76,7 +67,7 @@ def linear(x, weight, bias=None):
         gw = x2.T @ g2 if weight.requires_grad else None
         if bias is None:
             return gx, gw
-        gb = _ones(len(g2), g2.dtype) @ g2 if bias.requires_grad else None
+        gb = F.ones(len(g2), g2.dtype) @ g2 if bias.requires_grad else None
         return gx, gw, gb
 
     parents = (x, weight) if bias is None else (x, weight, bias)
