@@ -34,12 +34,15 @@ still enough to catch back-to-back products) through OPENBLAS_THREAD_TIMEOUT, wh
 reads only when NumPy loads it. When NumPy came first, the default is one thread.
 """
 
+import contextlib
 import ctypes
 import os
 import queue
 import sys
 import threading
 
+# The spin is short if the user chose it, or if NumPy (hence OpenBLAS) is not loaded yet, so that
+# the setting below still reaches it.
 _BLAS_SPIN_IS_SHORT = "OPENBLAS_THREAD_TIMEOUT" in os.environ or "numpy" not in sys.modules
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "17")
 
@@ -110,24 +113,22 @@ def _find_openblas():
 _openblas = None          # found on first use: NumPy must have loaded OpenBLAS by then
 
 
-class _blas_threads:
-    """with _blas_threads(1): ... runs the body with OpenBLAS on n threads, then restores it."""
-
-    def __init__(self, n):
-        global _openblas
-        if _openblas is None:
-            _openblas = _find_openblas() or ()
-        self.n = n
-
-    def __enter__(self):
-        if _openblas:
-            set_threads, get_threads = _openblas
-            self.previous = get_threads()
-            set_threads(self.n)
-
-    def __exit__(self, *exc):
-        if _openblas:
-            _openblas[0](self.previous)
+@contextlib.contextmanager
+def _blas_threads(n):
+    """with _blas_threads(1): ... runs the body with OpenBLAS on n threads, then restores the count."""
+    global _openblas
+    if _openblas is None:
+        _openblas = _find_openblas() or ()
+    if not _openblas:
+        yield
+        return
+    set_threads, get_threads = _openblas
+    previous = get_threads()
+    set_threads(n)
+    try:
+        yield
+    finally:
+        set_threads(previous)
 
 
 _num_threads = _default_num_threads()
