@@ -164,9 +164,9 @@ def ones(n, dtype):
 
 def _row_means(x2):
     """(N, C) -> (N, 1) means of the rows. np.einsum sums short rows about 3x faster than
-    np.mean. A matrix-vector product x2 @ (1/C) is as fast on one core, but OpenBLAS splits
-    it across threads, which costs more than it saves at these sizes (up to 100x more when
-    other programs keep the cores busy), so the normalisations stay off BLAS altogether."""
+    np.mean. A matrix-vector product x2 @ ones would be a little faster still, but OpenBLAS's
+    sum for a row changes with the rows around it, so LayerNorm's results would change with
+    how parallel.py splits the rows; np.einsum's never do."""
     means = np.einsum("nc->n", x2)[:, None]
     means *= 1.0 / x2.shape[1]
     return means
