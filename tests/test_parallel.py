@@ -3,8 +3,8 @@
 The ops that split their rows over threads (GELU, LayerNorm, self-attention, AdamW) must give
 bit for bit what one thread gives, whatever the split; their gradients must still pass
 gradcheck when the blocks are uneven; and the block runner must cover every row exactly once,
-pass errors back, and leave BLAS's thread count as it found it.
-MIN_ELEMENTS is lowered so that the tiny test shapes are split too.
+pass errors back, and leave BLAS's thread count as it found it. Importing numpretrain before
+NumPy gives the threads; NumPy first gives one. MIN_ELEMENTS is lowered so that the tiny test shapes are split too.
 """
 
 import os
