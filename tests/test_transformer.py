@@ -307,6 +307,15 @@ def test_kv_cache_keeps_probs_over_all_keys_and_resets():
 
 def test_kv_cache_misuse_fails_clearly():
     x = np.zeros((1, 2, C), np.float32)
+    block = TransformerBlock(C, NH, causal=True).eval()                 # the plain-NumPy path
+    with pytest.raises(RuntimeError, match="no_grad"):
+        block(x, kv_cache=KVCache())
+    with no_grad(), pytest.raises(ValueError, match="key_padding_mask must have shape"):
+        block(x, key_padding_mask=np.ones((1, 3), bool), kv_cache=KVCache())
+    with no_grad(), pytest.raises(TypeError, match="must be boolean"):
+        block(x, key_padding_mask=np.ones((1, 2)), kv_cache=KVCache())
+    with no_grad(), pytest.raises(ValueError, match="expected x of shape"):
+        block(np.zeros((1, 2, C + 1), np.float32), kv_cache=KVCache())
     with pytest.raises(RuntimeError, match="no_grad"):
         SelfAttention(C, NH, causal=True)(x, kv_cache=KVCache())
     with no_grad(), pytest.raises(ValueError, match="causal"):

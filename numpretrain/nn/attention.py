@@ -141,9 +141,9 @@ class SelfAttention(Module):
         """x: (B, T, C); key_padding_mask: (B, T) bool, True at real tokens; kv_cache: a KVCache
         (generation under no_grad) -> (B, T, C)."""
         x = as_tensor(x)
-        key_padding_mask = self.check_input(x.shape, key_padding_mask)
         if kv_cache is not None:
-            return self._forward_cached(x, key_padding_mask, kv_cache)
+            return self._forward_cached(x, key_padding_mask, kv_cache)     # (checks its own input)
+        key_padding_mask = self.check_input(x.shape, key_padding_mask)
 
         qkv = self.c_attn(x)                                            # (B, T, 3C)
         if self.keep_probs_tensor or capture_wants(self._probs_name()):
@@ -196,6 +196,7 @@ class SelfAttention(Module):
 
     def _forward_cached(self, x, key_padding_mask, cache):
         """Attend from the new positions x (B, T_new, C) to every cached key plus their own."""
+        key_padding_mask = decode.check_cached_input(self, x.shape, key_padding_mask)
         y = decode.attention(x.data, self, cache, key_padding_mask)   # (B, T, C), plain NumPy (nn/decode.py)
         return self.resid_dropout(Tensor(y))                            # (B, T, C)
 

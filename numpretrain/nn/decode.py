@@ -44,19 +44,25 @@ def gelu(x, approximate):
     return 0.5 * x * (1 + erf_fn(x * (1 / math.sqrt(2))))
 
 
-def attention(x, attn, cache, key_padding_mask=None):
-    """The new positions x (B, T, C) attend to every cached key and to their own -> (B, T, C).
-
-    Their keys and values are appended to `cache` first. key_padding_mask (B, T): the new
-    positions' flags (True at real tokens), kept in the cache with the earlier ones.
-    """
+def check_cached_input(attn, shape, key_padding_mask):
+    """Fail clearly on a KV cache used with gradients or full attention, on x not (B, T, C) or on
+    a bad mask, before any arithmetic; returns the mask as a bool array (or None)."""
     if is_grad_enabled():
         raise RuntimeError(f"SelfAttention {attn.path!r}: a kv_cache is for generation; "
                            f"run it under `with no_grad():`")
     if not attn.causal:
         raise ValueError(f"SelfAttention {attn.path!r}: a kv_cache needs causal attention (with full attention "
                          f"the earlier positions would have to see the new ones)")
-    key_padding_mask = attn.check_input(x.shape, key_padding_mask)
+    return attn.check_input(shape, key_padding_mask)
+
+
+def attention(x, attn, cache, key_padding_mask=None):
+    """The new positions x (B, T, C) attend to every cached key and to their own -> (B, T, C).
+
+    Their keys and values are appended to `cache` first. key_padding_mask (B, T): the new
+    positions' flags (True at real tokens), kept in the cache with the earlier ones. x and the
+    mask are as check_cached_input returns them.
+    """
     T = x.shape[1]
     q, k, v = split_qkv(linear(x, attn.c_attn), attn.n_head)      # each (B, nh, T, hs)
     past = len(cache)
@@ -79,6 +85,7 @@ def mlp(x, module):
 
 def block(x, blk, cache, key_padding_mask=None):
     """The TransformerBlock `blk` (pre-LN or post-LN) on the new positions x (B, T, C), in eval mode."""
+    key_padding_mask = check_cached_input(blk.attn, x.shape, key_padding_mask)
     if blk.norm_first:
         x = x + attention(layer_norm(x, blk.ln_1), blk.attn, cache, key_padding_mask)
         return x + mlp(layer_norm(x, blk.ln_2), blk.mlp)
