@@ -27,13 +27,14 @@ from collections import Counter
 
 import numpy as np
 
-from numpretrain.errors import CheckpointError, ConfigError, DataError
+from numpretrain.errors import CheckpointError, ConfigError
 from numpretrain.tokenizers.special import (
     FIRST_NON_SPECIAL_ID,
     SPECIAL_TOKEN_PATTERN,
     SPECIAL_TOKENS,
     check_special_tokens,
     SpecialTokenIds,
+    vocabulary_entries,
 )
 
 BYTE_OFFSET = FIRST_NON_SPECIAL_ID  # id of byte value 0
@@ -218,16 +219,7 @@ class BPETokenizer(SpecialTokenIds):
         return ids
 
     def decode_bytes(self, ids, skip_special=False):
-        vocab = self._bytes
-        out = []
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < len(vocab):
-                raise DataError(f"token id {i} is out of range for a vocabulary of {len(vocab)} tokens")
-            if skip_special and i < FIRST_NON_SPECIAL_ID:
-                continue
-            out.append(vocab[i])
-        return b"".join(out)
+        return b"".join(vocabulary_entries(self._bytes, ids, skip_special))
 
     def decode(self, ids, skip_special=False):
         """List of ids -> text. Ids from `encode` give the text back exactly; an arbitrary

@@ -16,10 +16,10 @@ What every tokenizer shares (the special tokens and their ids, the file reader)
 is in special.py.
 """
 
-from numpretrain.errors import CheckpointError, DataError
+from numpretrain.errors import CheckpointError
 from numpretrain.tokenizers.special import (  # noqa: F401  (re-exported: the shared names live in special.py)
     CLS, CLS_ID, FIRST_NON_SPECIAL_ID, MASK, MASK_ID, PAD, PAD_ID, SEP, SEP_ID, SPECIAL_TOKEN_PATTERN,
-    SPECIAL_TOKENS, UNK, UNK_ID, SpecialTokenIds, check_special_tokens, read_tokenizer_json,
+    SPECIAL_TOKENS, UNK, UNK_ID, SpecialTokenIds, check_special_tokens, read_tokenizer_json, vocabulary_entries,
 )
 
 CHAR_TOKENIZER_TYPE = "char"
@@ -87,16 +87,7 @@ class CharTokenizer(SpecialTokenIds):
 
     def decode(self, ids, skip_special=False):
         """List of ids -> text; special tokens print as their literal ("[MASK]") unless skipped."""
-        vocab = self._id_to_token
-        out = []
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < len(vocab):
-                raise DataError(f"token id {i} is out of range for a vocabulary of {len(vocab)} tokens")
-            if skip_special and i < FIRST_NON_SPECIAL_ID:
-                continue
-            out.append(vocab[i])
-        return "".join(out)
+        return "".join(vocabulary_entries(self._id_to_token, ids, skip_special))
 
     # ---- files --------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ one careful reader of tokenizer files (JSON only: never eval, never pickle).
 import re
 
 from numpretrain.checkpoint import load_json, save_json
-from numpretrain.errors import CheckpointError
+from numpretrain.errors import CheckpointError, DataError
 
 # The BERT special tokens, spelled as in Google's and Hugging Face's BERT
 # vocabularies. Their order fixes their ids: [PAD] = 0 matches the zero padding
@@ -51,6 +51,20 @@ class SpecialTokenIds:
     @classmethod
     def load(cls, path):
         return cls.from_dict(read_tokenizer_json(path, cls.file_type), source=str(path))
+
+
+def vocabulary_entries(vocab, ids, skip_special=False):
+    """The entries of `vocab` (a list indexed by id) for `ids`, in order, for decoding; special
+    tokens left out with `skip_special`; DataError for an id outside the vocabulary."""
+    entries = []
+    for i in ids:
+        i = int(i)
+        if not 0 <= i < len(vocab):
+            raise DataError(f"token id {i} is out of range for a vocabulary of {len(vocab)} tokens")
+        if skip_special and i < FIRST_NON_SPECIAL_ID:
+            continue
+        entries.append(vocab[i])
+    return entries
 
 
 def read_tokenizer_json(path, expected_type=None):
