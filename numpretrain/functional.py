@@ -216,12 +216,9 @@ def gelu(x, approximate="tanh"):
             return (grad.reshape(x.shape),)
         return Tensor.from_op(out.reshape(x.shape), (x,), backward, "gelu_tanh")
     if approximate == "none":
-        erf_fn = erf_float32 if x_flat.dtype == np.float32 else erf   # float64 keeps float64 accuracy
         cdf, out = np.empty_like(x_flat), np.empty_like(x_flat)
         def forward_block(i):
-            cdf[i] = erf_fn(x_flat[i] * (1 / math.sqrt(2)))
-            cdf[i] += 1
-            cdf[i] *= 0.5                                   # saved: Phi(x)
+            normal_cdf(x_flat[i], out=cdf[i], scratch=out[i])   # saved: Phi(x)
             np.multiply(x_flat[i], cdf[i], out=out[i])
         parallel.for_each_row_block(forward_block, x_flat.size, x_flat.size)
         def backward(g):
@@ -241,34 +238,42 @@ def gelu(x, approximate="tanh"):
     raise ValueError(f"gelu: approximate must be 'tanh' or 'none', got {approximate!r}")
 
 
-# erf(x) ~ x p(x^2) / q(x^2) on [-4, 4] (and +-1 beyond: 1 - erf(4) = 1.5e-8 is below float32's
-# resolution near 1), the rational approximation Eigen and XLA use for float32. Its error is below
-# 5e-7 (about 4 float32 ulps at 1; tests/test_dtype_perf_invariants.py checks it against math.erf).
-# Coefficients of p and q in powers of x^2, the highest first.
-_ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
-          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
-_ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
-          -1.42647390514189e-02)
+# Phi(x) = 0.5 (1 + erf(x / sqrt 2)) = 0.5 (1 + tanh(h(x))), with h(x) = atanh(erf(x / sqrt 2)).
+# h is odd, smooth and grows like x^2 / 4, so x P(x^2) fits it closely, and tanh does the
+# saturation that a polynomial cannot. P has degree 6, fitted (Lawson's weighted least squares)
+# for the smallest largest error in Phi on [0, 4 sqrt 2]: below 1e-7 evaluated in float32, about
+# one float32 ulp near 1 (tests/test_dtype_perf_invariants.py checks it against math.erf). P > 0
+# everywhere, so beyond that range h only grows and Phi is exactly 0 or 1, up to infinity.
+# Coefficients of P in powers of x^2, the highest first (the last, sqrt(2 / pi), is h's slope at 0).
+_PHI_TANH_P = (1.7562773438692422e-09, -1.32266275886179e-07, 3.964773125941543e-06, -5.5306316666777756e-05,
+               -3.2594744759271174e-05, 0.03633308440890312, 0.7978849414898249)
 
 
-def erf_float32(x):
-    """erf for a float32 array, in float32: two dozen passes over the array and no masks, where
-    special.erf (exact to float64, for gradcheck) costs a hundred times more."""
-    x = np.clip(x, -4, 4)                                   # (a new array, ours to work in)
-    x2 = x * x
-    p = x2 * _ERF_P[0]                                      # Horner's rule in x^2
-    p += _ERF_P[1]
-    for coefficient in _ERF_P[2:]:
-        p *= x2
-        p += coefficient
-    q = x2 * _ERF_Q[0]
-    q += _ERF_Q[1]
-    for coefficient in _ERF_Q[2:]:
-        q *= x2
-        q += coefficient
-    p *= x
-    p /= q
-    return p
+def normal_cdf(x, out=None, scratch=None):
+    """Phi(x) = 0.5 (1 + erf(x / sqrt 2)), the standard normal CDF, elementwise in the dtype of x.
+
+    float64 goes through special.erf, exact to float64 (what gradcheck needs). float32 uses the
+    tanh form above: 20 passes over the array and no masks, a third fewer than a rational erf,
+    and no new arrays when `out` and `scratch` (as large as x) are given.
+    """
+    if x.dtype != np.float32:
+        phi = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+        if out is None:
+            return phi
+        out[...] = phi
+        return out
+    with np.errstate(over="ignore"):                        # |x| > 1e4 overflows to inf, and tanh(inf) = 1
+        x2 = np.multiply(x, x, out=scratch)
+        h = np.multiply(x2, _PHI_TANH_P[0], out=out)        # Horner's rule in x^2 ...
+        h += _PHI_TANH_P[1]
+        for coefficient in _PHI_TANH_P[2:]:
+            h *= x2
+            h += coefficient
+        h *= x                                              # ... times x: h(x)
+    np.tanh(h, out=h)
+    h *= 0.5
+    h += 0.5
+    return h
 
 
 # ----- masking, selection, lookup, dropout -----

@@ -9,13 +9,10 @@ they run only under no_grad(). TransformerBlock.forward takes this path when it 
 kv_cache in eval mode; tests/test_transformer.py checks it against the full forward pass.
 """
 
-import math
-
 import numpy as np
 
 from ..attention import allowed_keys, attention_probs, merge_heads, split_qkv
-from ..functional import GELU_TANH_COEFF, SQRT_2_OVER_PI, erf_float32
-from ..special import erf
+from ..functional import GELU_TANH_COEFF, SQRT_2_OVER_PI, normal_cdf
 from ..tensor import is_grad_enabled
 
 
@@ -40,8 +37,7 @@ def gelu(x, approximate):
     """x * Phi(x): the tanh form (GPT) or the exact erf form (approximate="none", BERT)."""
     if approximate == "tanh":
         return 0.5 * x * (1 + np.tanh(SQRT_2_OVER_PI * (x + GELU_TANH_COEFF * x * x * x)))
-    erf_fn = erf_float32 if x.dtype == np.float32 else erf
-    return 0.5 * x * (1 + erf_fn(x * (1 / math.sqrt(2))))
+    return x * normal_cdf(x)
 
 
 def check_cached_input(attn, shape, key_padding_mask):
