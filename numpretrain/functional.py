@@ -106,8 +106,8 @@ def layer_norm(x, weight, bias, eps=1e-5):
     """(x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance, as nn.LayerNorm).
 
     For speed: rows are normalised in blocks on all threads (parallel.py), row means are
-    np.einsum's (see `_row_means`), column sums matrix-vector products (`ones`), and buffers
-    are updated in place.
+    np.einsum's, also of products, which are never formed (see `_row_means`), column sums
+    matrix-vector products (`ones`), and buffers are updated in place.
     """
     C = x.shape[-1]
     x2 = x.data.reshape(-1, C)                             # (N, C), N = product of the leading axes
@@ -117,8 +117,7 @@ def layer_norm(x, weight, bias, eps=1e-5):
     def forward_block(r):                                  # r: a slice of the rows
         xhat_r, rstd_r, out_r = xhat[r], rstd[r], out[r]
         np.subtract(x2[r], _row_means(x2[r]), out=xhat_r)  # centered
-        np.multiply(xhat_r, xhat_r, out=out_r)             # squares; later the output
-        rstd_r[:] = _row_means(out_r)                      # variance ...
+        rstd_r[:] = _row_means(xhat_r, xhat_r)             # variance ...
         rstd_r += eps
         np.sqrt(rstd_r, out=rstd_r)
         np.divide(1, rstd_r, out=rstd_r)                   # ... and 1 / sqrt(var + eps)
@@ -135,12 +134,13 @@ def layer_norm(x, weight, bias, eps=1e-5):
         def backward_block(r):
             # dx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)),  gxhat = g * weight: the
             # three terms come from xhat's direct path, the mean's path and the variance's path
-            g_xhat_r, gx_r = g_xhat[r], gx[r]
-            np.multiply(g2[r], xhat[r], out=g_xhat_r)      # g * xhat, kept for dweight
-            mean_gxhat_xhat = _row_means(g_xhat_r * weight.data)   # (rows, 1)
-            np.multiply(g2[r], weight.data, out=gx_r)      # gxhat
-            gx_r -= _row_means(gx_r)
-            gx_r -= xhat[r] * mean_gxhat_xhat
+            g_r, xhat_r, g_xhat_r, gx_r = g2[r], xhat[r], g_xhat[r], gx[r]
+            np.multiply(g_r, xhat_r, out=g_xhat_r)         # g * xhat, kept for dweight
+            mean_gxhat = _row_means(g_r, weight.data)      # (rows, 1)
+            mean_gxhat_xhat = _row_means(g_xhat_r, weight.data)
+            np.multiply(g_r, weight.data, out=gx_r)        # gxhat
+            gx_r -= mean_gxhat
+            gx_r -= xhat_r * mean_gxhat_xhat
             gx_r *= rstd[r]
 
         parallel.for_each_row_block(backward_block, N, g2.size)
@@ -162,12 +162,17 @@ def ones(n, dtype):
     return vector
 
 
-def _row_means(x2):
-    """(N, C) -> (N, 1) means of the rows. np.einsum sums short rows about 3x faster than
-    np.mean. A matrix-vector product x2 @ ones would be a little faster still, but OpenBLAS's
-    sum for a row changes with the rows around it, so LayerNorm's results would change with
-    how parallel.py splits the rows; np.einsum's never do."""
-    means = np.einsum("nc->n", x2)[:, None]
+def _row_means(x2, times=None):
+    """(N, C) -> (N, 1) means of the rows of x2, or of x2 * times (times: (N, C) or (C,)) without
+    forming that product. np.einsum sums short rows about 3x faster than np.mean. A
+    matrix-vector product x2 @ ones would be a little faster still, but OpenBLAS's sum for a row
+    changes with the rows around it, so LayerNorm's results would change with how parallel.py
+    splits the rows; np.einsum's never do."""
+    if times is None:
+        sums = np.einsum("nc->n", x2)
+    else:
+        sums = np.einsum("nc,nc->n" if times.ndim == 2 else "nc,c->n", x2, times)
+    means = sums[:, None]
     means *= 1.0 / x2.shape[1]
     return means
 
