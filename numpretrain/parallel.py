@@ -19,7 +19,7 @@ Rules that keep this simple and exact:
   number comes out bit for bit as it would on one thread (sums *across* rows, such as
   a bias gradient, stay outside, on the calling thread).
 - Small arrays run on the calling thread in one block: handing work to another thread
-  costs 10-60 microseconds, more than it saves below ~100k elements per block.
+  costs 40-90 microseconds on a 2-core VM, more than it saves below ~100k elements per block.
 - One caller at a time: a call made while the threads are busy (from another thread,
   or from inside a block) runs its blocks itself, in order.
 
