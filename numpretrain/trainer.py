@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import optim
-from .checkpoint import (injected_fault, load_safetensors, load_safetensors_metadata, parse_json,
-                         remove_stale_temp_files, rng_from_json, rng_state_to_json, save_safetensors)
+from .atomic import injected_fault, remove_stale_temp_files
+from .checkpoint import (load_safetensors, load_safetensors_metadata, parse_json, rng_from_json, rng_state_to_json,
+                         save_safetensors)
 from .errors import CheckpointError, ConfigError, NumpretrainError
 from .tensor import no_grad
 
@@ -137,7 +138,7 @@ class Trainer:
             loss_total += float(loss.data) / c.grad_accum
             for key, value in metrics.items():
                 metric_totals[key] = metric_totals.get(key, 0.0) + value / c.grad_accum
-        if injected_fault("nan-grad") == self.step:    # the crash tests' fault hook (checkpoint.py)
+        if injected_fault("nan-grad") == self.step:    # the crash tests' fault hook (atomic.py)
             [p for _, p in self.named_parameters if p.grad is not None][-1].grad[...] = np.nan
         problem = self._nonfinite(loss_total, loss)
         if problem:

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from numpretrain import checkpoint
+from numpretrain import atomic, checkpoint
+from numpretrain.atomic import write_bytes, write_text
 from numpretrain.errors import CheckpointError
 from numpretrain.checkpoint import (
-    atomic_write_bytes, atomic_write_text, load_json,
-    load_safetensors, load_safetensors_metadata, rng_from_json,
+    load_json, load_safetensors, load_safetensors_metadata, rng_from_json,
     rng_state_to_json, save_json, save_safetensors)
 
 NUMPY_DTYPES = [np.float64, np.float32, np.float16, np.int64, np.int32,
@@ -196,7 +196,7 @@ def test_files_the_safetensors_library_writes_load_here(tmp_path):
 # --------------------------------------------------------------------------
 
 def disk_full_after(limit):
-    """A stand-in for checkpoint._write_chunk that writes `limit` bytes in
+    """A stand-in for atomic._write_chunk that writes `limit` bytes in
     total, then fails as a full disk does."""
     written = [0]
 
@@ -217,7 +217,7 @@ def test_disk_full_mid_save_keeps_the_previous_file(tmp_path, monkeypatch, limit
     old = {"w": np.arange(6, dtype=np.float32)}
     save_safetensors(path, old)
     before = path.read_bytes()
-    monkeypatch.setattr(checkpoint, "_write_chunk", disk_full_after(limit))
+    monkeypatch.setattr(atomic, "_write_chunk", disk_full_after(limit))
     with pytest.raises(CheckpointError) as info:
         save_safetensors(path, {"w": np.ones(100, np.float32), "b": np.zeros(7)})
     message = str(info.value)
@@ -229,7 +229,7 @@ def test_disk_full_mid_save_keeps_the_previous_file(tmp_path, monkeypatch, limit
 
 
 def test_failed_first_save_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(checkpoint, "_write_chunk", disk_full_after(3))
+    monkeypatch.setattr(atomic, "_write_chunk", disk_full_after(3))
     path = tmp_path / "config.json"
     with pytest.raises(CheckpointError, match="config.json"):
         save_json(path, {"n_layer": 2})
@@ -260,7 +260,7 @@ def test_an_exception_mid_save_propagates_and_cleans_up(tmp_path, monkeypatch):
     def interrupted(file, chunk):
         file.write(b"partial")
         raise KeyboardInterrupt
-    monkeypatch.setattr(checkpoint, "_write_chunk", interrupted)
+    monkeypatch.setattr(atomic, "_write_chunk", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_safetensors(path, {"x": np.ones(3)})
     assert path.read_bytes() == before
@@ -272,7 +272,7 @@ def test_data_is_fsynced_before_the_rename(tmp_path, monkeypatch):
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd)))
     monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b)))
-    atomic_write_bytes(tmp_path / "f.bin", b"abc")
+    write_bytes(tmp_path / "f.bin", b"abc")
     assert events[:2] == ["fsync", "replace"]
     assert (tmp_path / "f.bin").read_bytes() == b"abc"
 
@@ -281,7 +281,7 @@ def test_new_files_get_umask_permissions(tmp_path):
     umask = os.umask(0o022)
     os.umask(umask)
     path = tmp_path / "t.txt"
-    atomic_write_text(path, "héllo\n")
+    write_text(path, "héllo\n")
     assert path.read_text("utf-8") == "héllo\n"
     if os.name == "posix":
         assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask

@@ -2,7 +2,7 @@
 
 Subprocess tests run `python -m numpretrain` on tiny models and kill it with SIGKILL: from outside at
 a random step, and from inside halfway through writing a checkpoint file (NUMPRETRAIN_FAULT, the
-fault hook in checkpoint.py). In-process tests make a save fail (disk full, permission denied,
+fault hook in atomic.py). In-process tests make a save fail (disk full, permission denied,
 Ctrl-C) and feed every entry point bad input. Hostile files are in test_hostile_files.py.
 """
 
@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from numpretrain import checkpoint, cli
+from numpretrain import atomic, cli
 from numpretrain.checkpoint import load_safetensors, load_safetensors_metadata
 from numpretrain.runs import load_pretrained
 
@@ -40,10 +40,10 @@ pytestmark = pytest.mark.skipif(SIGKILLED is None, reason="needs SIGKILL (POSIX)
 # ----- helpers -----
 
 def environment(fault=None):
-    env = {k: v for k, v in os.environ.items() if k != checkpoint.FAULT_ENV}
+    env = {k: v for k, v in os.environ.items() if k != atomic.FAULT_ENV}
     env["PYTHONUNBUFFERED"] = "1"        # progress lines arrive as they are printed
     if fault:
-        env[checkpoint.FAULT_ENV] = fault
+        env[atomic.FAULT_ENV] = fault
     return env
 
 
@@ -159,7 +159,7 @@ def test_killed_before_the_first_checkpoint_resumes_from_the_start(reference, tm
 
 def fail_nth_safetensors_write(monkeypatch, n, error):
     """Make the n-th safetensors file saved raise `error` after its header is written."""
-    original, calls = checkpoint._atomic_write_chunks, []
+    original, calls = atomic.write_chunks, []
 
     def fails_midway(chunks):
         for i, chunk in enumerate(chunks):
@@ -167,13 +167,13 @@ def fail_nth_safetensors_write(monkeypatch, n, error):
                 raise error
             yield chunk
 
-    def atomic_write_chunks(path, chunks, **kwargs):
+    def write_chunks(path, chunks, **kwargs):
         if str(path).endswith(".safetensors"):
             calls.append(path)
             if len(calls) == n:
                 chunks = fails_midway(chunks)
         return original(path, chunks, **kwargs)
-    monkeypatch.setattr(checkpoint, "_atomic_write_chunks", atomic_write_chunks)
+    monkeypatch.setattr(atomic, "write_chunks", write_chunks)
 
 
 def deny_nth_rename_of(monkeypatch, name, n):
@@ -186,7 +186,7 @@ def deny_nth_rename_of(monkeypatch, name, n):
             if len(calls) == n:
                 raise PermissionError(errno.EACCES, "Permission denied", dst)
         return original(src, dst)
-    monkeypatch.setattr(checkpoint.os, "replace", replace)
+    monkeypatch.setattr(atomic.os, "replace", replace)
 
 
 # The 2nd checkpoint is at step 6: its model.safetensors is write 3, its training state write 4.
