@@ -26,7 +26,7 @@ import warnings
 import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
 import numpy as np
 
-from numpretrain import optim
+from numpretrain import schedules
 from numpretrain.data import CausalLMDataset
 from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.tokenizers import CharTokenizer
@@ -85,7 +85,7 @@ def torch_run(model_np, dataset, eval_batches, recipe):
         if step % recipe.eval_interval == 0 and step:
             curve.append((step, evaluate()))
             model.train()
-        lr = optim.warmup_cosine_lr(step, recipe.lr, recipe.min_lr, recipe.warmup_iters, recipe.max_iters)
+        lr = schedules.warmup_cosine_lr(step, recipe.lr, recipe.min_lr, recipe.warmup_iters, recipe.max_iters)
         for group in opt.param_groups:
             group["lr"] = lr
         x, y = dataset.get_batch(rng, recipe.batch_size, c.block_size)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import optim
+from . import optim, schedules
 from .atomic import injected_fault, remove_stale_temp_files
 from .checkpoint import (load_safetensors, load_safetensors_metadata, parse_json, rng_from_json, rng_state_to_json,
                          save_safetensors)
@@ -107,7 +107,7 @@ class Trainer:
     # ----- the learning rate -----
     def lr_at(self, step):
         c = self.config
-        return optim.warmup_cosine_lr(step, c.lr, c.min_lr, c.warmup_iters, c.max_iters)
+        return schedules.warmup_cosine_lr(step, c.lr, c.min_lr, c.warmup_iters, c.max_iters)
 
     # ----- evaluation -----
     def evaluate(self):

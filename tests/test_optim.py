@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 from numpretrain import Tensor, optim
 from numpretrain.checkpoint import load_safetensors, save_safetensors
 from numpretrain.errors import CheckpointError, ConfigError
-from numpretrain.optim import (
-    SGD, AdamW, Schedule, clip_grad_norm, constant_lr, param_groups_for_decay,
-    warmup_cosine_lr, warmup_linear_lr)
+from numpretrain.optim import SGD, AdamW, clip_grad_norm, param_groups_for_decay
+from numpretrain.schedules import Schedule, constant_lr, warmup_cosine_lr, warmup_linear_lr
 
 SHAPES = {"wte": (7, 3), "h.0.attn.c_attn.weight": (3, 9), "h.0.attn.c_attn.bias": (9,),
           "ln_f.weight": (3,), "scale": ()}
