@@ -49,14 +49,7 @@ import subprocess
 import sys
 import time
 
-SIZES = {  # n_layer, n_head, n_embd, context T, batch B
-    "tiny": dict(n_layer=2, n_head=2, n_embd=64, T=32, B=8),
-    "small": dict(n_layer=4, n_head=4, n_embd=128, T=64, B=16),
-    "medium": dict(n_layer=6, n_head=8, n_embd=256, T=128, B=16),
-}
-VOCAB = 256
-MLM_PROB = 0.15            # BERT labels this fraction of the real (unpadded) positions
-LR, WEIGHT_DECAY = 1e-3, 0.01
+SIZE_NAMES = ["tiny", "small", "medium"]   # workloads.SIZES (imported below, after numpretrain)
 GEN_PROMPT, GEN_NEW, GEN_CONTEXT = 28, 100, 128
 # (warm-up steps, alternating blocks, steps per block): about 10-20 s of timing per row
 SCHEDULE = {"tiny": (10, 20, 10), "small": (4, 12, 3), "medium": (2, 8, 1)}
@@ -66,12 +59,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=["train", "generate"])
     parser.add_argument("--model", choices=["gpt", "bert"])
-    parser.add_argument("--size", choices=list(SIZES))
+    parser.add_argument("--size", choices=SIZE_NAMES)
     parser.add_argument("--no-torch", action="store_true", help="time numpretrain alone")
     parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
     parser.add_argument("--steps-memory", type=int, default=0, metavar="N",
                         help="also run N numpretrain steps and print RSS after 100 and after N")
-    parser.add_argument("--memory-size", choices=list(SIZES), default="small",
+    parser.add_argument("--memory-size", choices=SIZE_NAMES, default="small",
                         help="size of the --steps-memory run (default small)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
     parser.add_argument("--memory-child", nargs=3, metavar=("FRAMEWORK", "MODEL", "SIZE"), help=argparse.SUPPRESS)
@@ -86,84 +79,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpretrain  # noqa: E402, F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
 import numpy as np  # noqa: E402
 
-
-# ----- the models and one batch, in numpretrain and in PyTorch -----
-
-def make_batch(model, size, seed=0):
-    """A fixed random batch as NumPy arrays. BERT: segments A|B, 0-25% padding at the end,
-    MLM labels on 15% of the real positions, random NSP labels."""
-    s, rng = SIZES[size], np.random.default_rng(seed)
-    B, T = s["B"], s["T"]
-    ids = rng.integers(0, VOCAB, (B, T))
-    if model == "gpt":
-        return dict(ids=ids, targets=rng.integers(0, VOCAB, (B, T)))
-    lengths = rng.integers(T - T // 4, T + 1, B)
-    mask = np.arange(T)[None, :] < lengths[:, None]                        # (B, T) True at real tokens
-    token_type_ids = (np.arange(T)[None, :] >= lengths[:, None] // 2).astype(np.int64) * mask
-    labelled = mask & (rng.random((B, T)) < MLM_PROB)
-    labelled[:, 1] = True                                                  # at least one per row
-    mlm_labels = np.where(labelled, rng.integers(0, VOCAB, (B, T)), -100)
-    return dict(ids=ids, token_type_ids=token_type_ids, attention_mask=mask, mlm_labels=mlm_labels,
-                nsp_labels=rng.integers(0, 2, B))
-
-
-def build_numpretrain(model, size, context=None):
-    from numpretrain.models.bert import BertConfig, BertForPreTraining
-    from numpretrain.models.gpt import GPT, GPTConfig
-    from numpretrain.optim import AdamW
-    s = SIZES[size]
-    if model == "gpt":
-        net = GPT(GPTConfig(vocab_size=VOCAB, block_size=context or s["T"], n_layer=s["n_layer"],
-                            n_head=s["n_head"], n_embd=s["n_embd"], dropout=0.0))
-    else:
-        net = BertForPreTraining(BertConfig(vocab_size=VOCAB, max_position=s["T"], n_layer=s["n_layer"],
-                                            n_head=s["n_head"], n_embd=s["n_embd"],
-                                            intermediate_size=4 * s["n_embd"], dropout=0.0))
-    opt = AdamW(list(net.parameters()), lr=LR, weight_decay=WEIGHT_DECAY)
-    return net, opt
-
-
-def numpretrain_step(model, net, opt, batch):
-    opt.zero_grad()
-    if model == "gpt":
-        loss = net(batch["ids"], batch["targets"])[1]
-    else:
-        loss = net(batch["ids"], batch["token_type_ids"], batch["attention_mask"],
-                   batch["mlm_labels"], batch["nsp_labels"])["loss"]
-    loss.backward()
-    opt.step()
-    return float(loss.data)
-
-
-def build_torch(model, size, context=None):
-    import torch
-    import torch_models
-    s = SIZES[size]
-    if model == "gpt":
-        net = torch_models.GPT(VOCAB, context or s["T"], s["n_layer"], s["n_head"], s["n_embd"])
-    else:
-        net = torch_models.BertForPreTraining(VOCAB, s["T"], s["n_layer"], s["n_head"], s["n_embd"],
-                                              4 * s["n_embd"])
-    return net, torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-
-
-def torch_batch(model, batch):
-    import torch
-    if model == "gpt":
-        return dict(ids=torch.from_numpy(batch["ids"]), targets=torch.from_numpy(batch["targets"]))
-    rows, cols = np.nonzero(batch["mlm_labels"] != -100)
-    return dict(ids=torch.from_numpy(batch["ids"]), token_type_ids=torch.from_numpy(batch["token_type_ids"]),
-                attention_mask=torch.from_numpy(batch["attention_mask"]), mlm_rows=torch.from_numpy(rows),
-                mlm_cols=torch.from_numpy(cols), mlm_targets=torch.from_numpy(batch["mlm_labels"][rows, cols]),
-                nsp_labels=torch.from_numpy(batch["nsp_labels"]))
-
-
-def torch_step(model, net, opt, batch):
-    opt.zero_grad(set_to_none=True)
-    loss = net(**batch)
-    loss.backward()
-    opt.step()
-    return loss.item()
+from workloads import (  # noqa: E402
+    SIZES, VOCAB, build_numpretrain, build_torch, make_batch, numpretrain_step, torch_batch, torch_step)
 
 
 # ----- what a step costs: FLOPs and the machine's matmul peak -----
@@ -410,7 +327,6 @@ def main():
         except ImportError:
             print("PyTorch is not installed: numpretrain's figures only "
                   "(pip install torch==2.13.0 for the side-by-side comparison)")
-    import numpretrain
     print(f"numpretrain {numpretrain.__version__}, NumPy {np.__version__}"
           + (f", PyTorch {torch.__version__}" if torch_ok else "") +
           f"; {ARGS.threads} thread(s) (numpretrain: {numpretrain.parallel.get_num_threads()}); {os.cpu_count()} CPUs; load average {load():.2f}")

@@ -1,9 +1,11 @@
-"""The benchmark script runs and prints its rows (a smoke test: tests never judge the times)."""
+"""The benchmark scripts run and print their rows (smoke tests: tests never judge the times)."""
 
 import os
 import re
 import subprocess
 import sys
+
+import pytest
 
 BENCH = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "bench.py")
 
@@ -16,3 +18,19 @@ def test_bench_prints_a_training_row_and_the_matmul_peak():
     ms, min_ms, tokens_per_s = re.split(r"\s*\|\s*|\s+", row)[2:5]
     assert float(ms) >= float(min_ms) > 0 and float(tokens_per_s) > 0
     assert re.search(r"NumPy float32 matmul peak this run: \d+ GFLOP/s", out)
+
+
+OP_PROFILE = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "op_profile.py")
+
+
+def test_op_profile_times_every_op_of_a_step_forward_and_backward():
+    out = subprocess.run([sys.executable, OP_PROFILE, "--no-torch", "--model", "gpt", "--size", "tiny",
+                          "--steps", "2", "--threads", "1"],
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    lines = out.splitlines()
+    step_ms = float(re.search(r"([\d.]+) ms a step", lines[0]).group(1))
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in lines[2:]}
+    for op in ("linear", "layer_norm", "self_attention", "gelu_tanh", "embedding", "cross_entropy"):
+        forward_ms, backward_ms, total_ms = rows[op]
+        assert forward_ms > 0 and backward_ms > 0 and total_ms == pytest.approx(forward_ms + backward_ms, abs=0.02)
+    assert 0 < sum(row[2] for row in rows.values()) < step_ms

@@ -1,0 +1,149 @@
+"""Where a training step's time goes, op by op: numpretrain's graph ops beside PyTorch's profiler.
+
+    python benchmarks/op_profile.py [--model gpt|bert] [--size tiny|small|medium] [--threads N]
+                                    [--steps N] [--no-torch]
+
+The workloads are bench.py's (benchmarks/workloads.py). For numpretrain, this script (not the
+library) wraps Tensor.from_op while it runs, so that every op's backward runs under a timer; an
+op's forward time is the time since the op before it was made, so the module code between two
+ops counts toward the later one. AdamW's step is timed whole. For PyTorch, the table is
+torch.profiler's self CPU time per aten op over as many steps (the profiler's own overhead makes
+its steps a little slower than bench.py's). All times are milliseconds per step, every call of
+an op summed.
+"""
+
+import argparse
+import collections
+import os
+import sys
+import time
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=["gpt", "bert"], default="bert")
+    parser.add_argument("--size", choices=["tiny", "small", "medium"], default="small")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
+    parser.add_argument("--steps", type=int, default=20, help="steps timed, after 3 of warm-up (default 20)")
+    parser.add_argument("--no-torch", action="store_true", help="profile numpretrain alone")
+    parser.add_argument("--rows", type=int, default=15, help="PyTorch ops shown (default 15)")
+    return parser.parse_args(argv)
+
+
+ARGS = parse_args()
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(ARGS.threads)   # before NumPy (and torch) start their thread pools
+
+import numpretrain  # noqa: E402, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
+import numpy as np  # noqa: E402
+
+from numpretrain.tensor import Tensor  # noqa: E402
+from workloads import build_numpretrain, build_torch, make_batch, numpretrain_loss, torch_batch, torch_step  # noqa: E402
+
+
+class OpTimer:
+    """Inside `with OpTimer() as timer:`, every op made adds to timer.forward[op] the time since
+    `timer.mark()` or the previous op, and its backward's time to timer.backward[op]."""
+
+    def __init__(self):
+        self.forward, self.backward = collections.Counter(), collections.Counter()
+        self.last = time.perf_counter()
+
+    def mark(self):
+        self.last = time.perf_counter()
+
+    def __enter__(self):
+        self.original = Tensor.from_op
+        timer = self
+
+        def from_op(data, parents, backward, op):
+            now = time.perf_counter()
+            timer.forward[op] += now - timer.last
+            timer.last = now
+
+            def timed_backward(grad):
+                start = time.perf_counter()
+                grads = backward(grad)
+                timer.backward[op] += time.perf_counter() - start
+                return grads
+            return timer.original(data, parents, timed_backward, op)
+
+        Tensor.from_op = staticmethod(from_op)
+        return self
+
+    def __exit__(self, *exc):
+        Tensor.from_op = staticmethod(self.original)
+
+
+def profile_numpretrain(model, size, steps):
+    net, opt = build_numpretrain(model, size)
+    batch = make_batch(model, size)
+    phases = collections.Counter()
+    with OpTimer() as timer:
+        for step in range(3 + steps):
+            if step == 3:                                 # warm-up done: start counting
+                timer.forward.clear(), timer.backward.clear(), phases.clear()
+            opt.zero_grad()
+            start = time.perf_counter()
+            timer.mark()
+            loss = numpretrain_loss(model, net, batch)
+            forward_end = time.perf_counter()
+            loss.backward()
+            backward_end = time.perf_counter()
+            opt.step()
+            end = time.perf_counter()
+            phases["forward"] += forward_end - start
+            phases["backward"] += backward_end - forward_end
+            phases["AdamW"] += end - backward_end
+    per_step = {name: 1e3 * seconds / steps for name, seconds in phases.items()}
+    rows = [(op, 1e3 * timer.forward[op] / steps, 1e3 * timer.backward[op] / steps)
+            for op in set(timer.forward) | set(timer.backward)]
+    return per_step, sorted(rows, key=lambda row: -(row[1] + row[2]))
+
+
+def profile_torch(model, size, steps):
+    import torch
+    import torch_models
+    from torch.profiler import profile
+    net, _ = build_numpretrain(model, size)
+    tnet, topt = build_torch(model, size)
+    torch_models.copy_weights(net, tnet)
+    batch = torch_batch(model, make_batch(model, size))
+    for _ in range(3):
+        torch_step(model, tnet, topt, batch)
+    start = time.perf_counter()
+    with profile() as prof:
+        for _ in range(steps):
+            torch_step(model, tnet, topt, batch)
+    step_ms = 1e3 * (time.perf_counter() - start) / steps
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    return step_ms, [(e.key, e.self_cpu_time_total / 1e3 / steps, e.count // steps) for e in events]
+
+
+def main():
+    where = f"{ARGS.model} {ARGS.size}, {ARGS.threads} thread(s) (numpretrain: {numpretrain.parallel.get_num_threads()})"
+    per_step, rows = profile_numpretrain(ARGS.model, ARGS.size, ARGS.steps)
+    total = sum(per_step.values())
+    print(f"numpretrain, {where}: {total:.1f} ms a step (forward {per_step['forward']:.1f}, backward "
+          f"{per_step['backward']:.1f}, AdamW {per_step['AdamW']:.1f}), mean of {ARGS.steps} steps")
+    print(f"{'op':16} {'forward ms':>10} {'backward ms':>11} {'total':>7}")
+    for op, forward_ms, backward_ms in rows:
+        print(f"{op:16} {forward_ms:10.2f} {backward_ms:11.2f} {forward_ms + backward_ms:7.2f}")
+    if ARGS.no_torch:
+        return
+    try:
+        import torch
+    except ImportError:
+        print("\nPyTorch is not installed (pip install torch==2.13.0 for its side of the comparison)")
+        return
+    torch.set_num_threads(ARGS.threads)
+    step_ms, events = profile_torch(ARGS.model, ARGS.size, ARGS.steps)
+    print(f"\nPyTorch {torch.__version__}, the same model: {step_ms:.1f} ms a step under the profiler; "
+          f"self CPU time of its {ARGS.rows} costliest ops")
+    print(f"{'op':48} {'ms':>7} {'calls':>5}")
+    for name, ms, calls in events[:ARGS.rows]:
+        print(f"{name[:48]:48} {ms:7.2f} {calls:5d}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
