@@ -1,8 +1,10 @@
 """Writes that never leave a half-written file, and the faults the crash tests inject.
 
-Every file numpretrain saves goes through `write_chunks`: the bytes go to a temporary
-dot-file in the target's directory, are flushed and fsync'ed, then `os.replace` puts them in
-place. A crash, a full disk or Ctrl-C mid-save leaves the previous file exactly as it was.
+Every file numpretrain saves whole (weights, training state, configs, tokenizers, the metrics log
+cut back on resume) goes through `write_chunks`: the bytes go to a temporary dot-file in the
+target's directory, are flushed and fsync'ed, then `os.replace` puts them in place. A crash, a
+full disk or Ctrl-C mid-save leaves the previous file exactly as it was. (The metrics log grows
+by appended lines; a line cut by a crash is dropped on resume.)
 """
 
 import os

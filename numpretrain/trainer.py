@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import optim, schedules
-from .atomic import injected_fault, remove_stale_temp_files
+from .atomic import injected_fault, remove_stale_temp_files, write_text
 from .checkpoint import (load_safetensors, load_safetensors_metadata, parse_json, rng_from_json, rng_state_to_json,
                          save_safetensors)
 from .errors import CheckpointError, ConfigError, NumpretrainError
@@ -228,8 +228,7 @@ class Trainer:
                     kept.append(line)
             except (ValueError, KeyError, TypeError):
                 break  # a line cut by a crash ends the log
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(kept)
+        write_text(path, "".join(kept))      # atomically: a crash here keeps the whole old log
 
     # ----- checkpoints -----
     def save(self):

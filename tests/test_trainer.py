@@ -1,12 +1,13 @@
 """The training loop: exact resume, divergence, metrics and checkpoints (through the CLI, in-process)."""
 
+import errno
 import json
 import os
 
 import numpy as np
 import pytest
 
-from numpretrain import cli
+from numpretrain import atomic, cli
 from numpretrain.checkpoint import load_safetensors
 from numpretrain.trainer import Trainer
 
@@ -42,6 +43,29 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch,
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
 
+
+
+def test_a_failed_rewrite_of_the_metrics_log_on_resume_keeps_the_whole_log(tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "run")
+    original_step = Trainer.train_step
+    def crash_after_step_5(self):
+        if self.step == 5:
+            raise KeyboardInterrupt  # the log holds step 5, the checkpoint is step 4's: resume cuts the log
+        return original_step(self)
+    monkeypatch.setattr(Trainer, "train_step", crash_after_step_5)
+    assert cli.main(["pretrain-gpt", "--out", out, *TINY]) == 130
+    monkeypatch.setattr(Trainer, "train_step", original_step)
+    log_path = os.path.join(out, "metrics.jsonl")
+    with open(log_path, "rb") as f:
+        log_before = f.read()
+
+    def disk_full(file, chunk):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(atomic, "_write_chunk", disk_full)
+    assert cli.main(["pretrain-gpt", "--out", out, *TINY, "--resume"]) == 2
+    assert "metrics.jsonl" in capsys.readouterr().err
+    with open(log_path, "rb") as f:
+        assert f.read() == log_before
 
 def test_same_seed_same_losses_different_seed_different(tmp_path):
     runs = []
