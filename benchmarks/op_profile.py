@@ -35,8 +35,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)   # before NumPy (and torch) start their thread pools
 
 import numpretrain  # noqa: E402, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
-import numpy as np  # noqa: E402
-
 from numpretrain.tensor import Tensor  # noqa: E402
 from workloads import build_numpretrain, build_torch, make_batch, numpretrain_loss, torch_batch, torch_step  # noqa: E402
 
@@ -102,7 +100,6 @@ def profile_numpretrain(model, size, steps):
 
 
 def profile_torch(model, size, steps):
-    import torch
     import torch_models
     from torch.profiler import profile
     net, _ = build_numpretrain(model, size)

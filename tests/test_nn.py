@@ -313,7 +313,6 @@ def test_linear_checks_its_input():
 
 
 def test_embedding_lookup_gradcheck_and_repeated_ids():
-    rng = np.random.default_rng(3)
     emb = Embedding(6, 3).to(F64)
     ids = np.array([[0, 5, 5], [2, 0, 5]])
     np.testing.assert_array_equal(emb(ids).data, emb.weight.data[ids])
