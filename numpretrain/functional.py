@@ -261,15 +261,17 @@ def normal_cdf(x, out=None, scratch=None):
     tanh form above: 20 passes over the array and no masks, a third fewer than a rational erf,
     and no new arrays when `out` and `scratch` (as large as x) are given.
     """
+    x = np.asarray(x)
     if x.dtype != np.float32:
         phi = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
         if out is None:
             return phi
         out[...] = phi
         return out
+    h = np.empty_like(x) if out is None else out
     with np.errstate(over="ignore"):                        # |x| > 1e4 overflows to inf, and tanh(inf) = 1
-        x2 = np.multiply(x, x, out=scratch)
-        h = np.multiply(x2, _PHI_TANH_P[0], out=out)        # Horner's rule in x^2 ...
+        x2 = np.multiply(x, x, out=np.empty_like(x) if scratch is None else scratch)
+        np.multiply(x2, _PHI_TANH_P[0], out=h)              # Horner's rule in x^2 ...
         h += _PHI_TANH_P[1]
         for coefficient in _PHI_TANH_P[2:]:
             h *= x2

@@ -67,6 +67,16 @@ def test_float32_normal_cdf_saturates_to_0_and_1_without_warnings():
     np.testing.assert_array_equal(got, (x > 0).astype(np.float32))
 
 
+
+def test_float32_normal_cdf_takes_scalars_views_and_buffers_it_is_given():
+    x = np.linspace(-3, 3, 13, dtype=np.float32)
+    want = F.normal_cdf(x)
+    assert F.normal_cdf(x[5]) == want[5]                   # a 0-d array
+    np.testing.assert_array_equal(F.normal_cdf(x[::2]), want[::2])
+    out, scratch = np.empty_like(x), np.empty_like(x)
+    assert F.normal_cdf(x, out=out, scratch=scratch) is out
+    np.testing.assert_array_equal(out, want)
+
 @pytest.mark.parametrize("dtype, tolerance", [(np.float32, 1e-6), (np.float64, 1e-14)])
 def test_exact_gelu_keeps_the_accuracy_of_its_dtype(dtype, tolerance):
     x = np.linspace(-6, 6, 2401)
