@@ -1,7 +1,7 @@
 """Fine-tune GPT and BERT on a handful of labelled reviews, and see why pretraining matters.
 
-    python demos/finetune_classifier.py            # about 10 minutes on 2 idle cores, once the pretrained runs exist
-    python demos/finetune_classifier.py --quick    # about 1 minute: one seed, 16 and 64 labels, fewer rows
+    python demos/finetune_classifier.py            # about 4 minutes on 2 cores, once the pretrained runs exist
+    python demos/finetune_classifier.py --quick    # about half a minute: one seed, 16 and 64 labels, fewer rows
 
 The task: is a review (of a restaurant, a hotel, a film, a shop) positive or negative?
 The labelled reviews use half of the sentiment adjectives; the test reviews use only the

@@ -9,7 +9,6 @@ Each layer names its output by its path in the model (`h.0.ln_1`, `h.0.attn.c_at
 so `capture(...)` and the graph printers can find it.
 """
 
-
 import numpy as np
 
 from .. import functional as F
