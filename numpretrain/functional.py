@@ -122,8 +122,8 @@ def layer_norm(x, weight, bias, eps=1e-5):
         np.sqrt(rstd_r, out=rstd_r)
         np.divide(1, rstd_r, out=rstd_r)                   # ... and 1 / sqrt(var + eps)
         xhat_r *= rstd_r                                   # saved: xhat and rstd, all backward needs
-        np.multiply(xhat_r, weight.data, out=out_r)
-        out_r += bias.data
+        rowwise(np.multiply, xhat_r, weight.data, out_r)
+        rowwise(np.add, out_r, bias.data, out_r)
 
     parallel.for_each_row_block(forward_block, N, x2.size)
 
@@ -138,7 +138,7 @@ def layer_norm(x, weight, bias, eps=1e-5):
             np.multiply(g_r, xhat_r, out=g_xhat_r)         # g * xhat, kept for dweight
             mean_gxhat = _row_means(g_r, weight.data)      # (rows, 1)
             mean_gxhat_xhat = _row_means(g_xhat_r, weight.data)
-            np.multiply(g_r, weight.data, out=gx_r)        # gxhat
+            rowwise(np.multiply, g_r, weight.data, gx_r)   # gxhat
             gx_r -= mean_gxhat
             gx_r -= xhat_r * mean_gxhat_xhat
             gx_r *= rstd[r]
@@ -160,6 +160,28 @@ def ones(n, dtype):
     vector = np.ones(n, dtype=dtype)
     vector.flags.writeable = False
     return vector
+
+
+def rowwise(ufunc, x2, vector, out):
+    """out = ufunc(x2, vector) for x2 (N, C) and a row vector (C,), exactly as broadcasting gives it.
+
+    NumPy broadcasts a vector over rows shorter than its iteration buffer (np.getbufsize(),
+    8192 elements) by copying the vector into that buffer again for every row, which makes
+    `x2 * w` at (1024, 128) 1.6x slower than a product of two (1024, 128) arrays. Here k rows
+    are viewed as one row of k * C elements, against the vector tiled k times: every element
+    meets the same numbers, with no per-row copies.
+    """
+    N, C = x2.shape
+    k = -(-np.getbufsize() // C)                           # rows per long row: k * C >= the buffer
+    whole = N - N % k                                      # rows that fill long rows
+    if whole < 4 * k or not (x2.flags.c_contiguous and out.flags.c_contiguous):
+        return ufunc(x2, vector, out=out)                  # small: tiling would cost more than it saves
+    tiled = np.empty((k, C), vector.dtype)
+    tiled[:] = vector                                      # (k, C): the vector k times
+    ufunc(x2[:whole].reshape(-1, k * C), tiled.reshape(-1), out=out[:whole].reshape(-1, k * C))
+    if whole < N:
+        ufunc(x2[whole:], vector, out=out[whole:])
+    return out
 
 
 def _row_means(x2, times=None):

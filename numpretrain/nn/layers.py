@@ -57,7 +57,7 @@ def linear(x, weight, bias=None):
     x2 = x.data.reshape(-1, n_in)                       # (N, in), a view when x is contiguous
     out = x2 @ weight.data                              # (N, out)
     if bias is not None:
-        out += bias.data
+        F.rowwise(np.add, out, bias.data, out)          # out += bias, faster (see rowwise)
 
     def backward(g):                                    # g: (..., out)
         g2 = g.reshape(-1, n_out)                       # (N, out)
