@@ -34,3 +34,17 @@ def test_op_profile_times_every_op_of_a_step_forward_and_backward():
         forward_ms, backward_ms, total_ms = rows[op]
         assert forward_ms > 0 and backward_ms > 0 and total_ms == pytest.approx(forward_ms + backward_ms, abs=0.02)
     assert 0 < sum(row[2] for row in rows.values()) < step_ms
+
+
+THREADS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "threads.py")
+
+
+def test_threads_prints_the_handoff_and_a_row_per_size():
+    out = subprocess.run([sys.executable, THREADS, "--calls", "5"],
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    handoff = float(re.search(r"and back: (\d+) microseconds", out).group(1))
+    rows = [line.split("|") for line in out.splitlines() if re.match(r"\s*[\d,]+ \|", line)]
+    assert handoff > 0 and [int(row[0].replace(",", "")) for row in rows] == [8192, 32768, 131072, 524288]
+    for _, one, two, speedup in rows:
+        assert float(one) > 0 and float(two) > 0
+        assert float(speedup.rstrip("x ")) == pytest.approx(float(one) / float(two), rel=0.2)  # printed rounded
