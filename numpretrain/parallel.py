@@ -19,7 +19,9 @@ Rules that keep this simple and exact:
   number comes out bit for bit as it would on one thread (sums *across* rows, such as
   a bias gradient, stay outside, on the calling thread).
 - Small arrays run on the calling thread in one block: handing work to another thread
-  costs 40-90 microseconds on a 2-core VM, more than it saves below ~100k elements per block.
+  costs 40-90 microseconds on a 2-core VM, and each NumPy call a block makes must take the
+  GIL back when it ends, which the two threads then wait on in turn; below ~100k elements
+  per block that costs more than it saves (benchmarks/threads.py measures both).
 - One caller at a time: a call made while the threads are busy (from another thread,
   or from inside a block) runs its blocks itself, in order.
 
