@@ -1,7 +1,7 @@
 """How fast numpretrain trains and generates, beside PyTorch's eager mode on the same machine.
 
     python benchmarks/bench.py [--only train|generate] [--model gpt|bert] [--size tiny|small|medium]
-                               [--no-torch] [--threads N] [--no-memory]
+                               [--no-torch] [--threads N] [--no-memory] [--repeat N]
                                [--steps-memory N [--memory-size tiny|small|medium]]
 
 Training rows (GPT: causal LM; BERT: MLM + NSP), vocabulary 256, dropout 0, AdamW:
@@ -37,6 +37,9 @@ How it measures, and why:
   name, and the first loss of both is printed: they must agree to float32 rounding.
 - Generation: the small GPT with block_size 128, batch 1, a 28-token prompt continued greedily
   by 100 tokens (so the text fills the 128-token context), with and without the KV cache.
+- Repeats. --repeat N times every row N times over (after a fresh warm-up each time); the ms
+  columns are then medians over all N runs' steps, and "speed" is the range of the N runs'
+  ratios: on a shared machine one run can be off by 20%, and the range says how far.
 
 Without torch (or with --no-torch) the same rows print numpretrain's figures alone.
 """
@@ -67,12 +70,18 @@ def parse_args(argv=None):
     parser.add_argument("--memory-size", choices=SIZE_NAMES, default="small",
                         help="size of the --steps-memory run (default small)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="time every row N times and print the range of the speed ratios (default 1)")
     parser.add_argument("--memory-child", nargs=3, metavar=("FRAMEWORK", "MODEL", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--child-steps", type=int, default=5, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
+    return args
 
 
 ARGS = parse_args()
+SPEED_WIDTH = 10 if ARGS.repeat > 1 else 5   # "1.02x", or the range of --repeat's runs, "0.93-1.02x"
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)   # before NumPy (and torch) start their thread pools
 
@@ -179,6 +188,17 @@ def load():
     return os.getloadavg()[0]
 
 
+def time_repeated(runners, warmup, blocks, per_block):
+    """time_interleaved, --repeat times: ({name: the per-step seconds of every run}, [each run's times])."""
+    runs = [time_interleaved(runners, warmup, blocks, per_block) for _ in range(ARGS.repeat)]
+    return {name: [t for run in runs for t in run[name]] for name in runners}, runs
+
+
+def speed_ratios(runs, torch_name, numpretrain_name):
+    """Each run's speed: PyTorch's median step time / numpretrain's."""
+    return [float(np.median(run[torch_name]) / np.median(run[numpretrain_name])) for run in runs]
+
+
 def time_interleaved(runners, warmup, blocks, per_block):
     """runners: {name: step function}. Warm each up, then alternate blocks of steps between them.
     Returns {name: list of per-step seconds}."""
@@ -211,10 +231,11 @@ def train_row(model, size, torch_ok, peak_holder):
         runners["torch"] = lambda: torch_step(model, tnet, topt, tbatch)
     for name, fn in runners.items():
         first[name] = fn()                          # same weights, same batch: the same first loss
-    times = time_interleaved(runners, *SCHEDULE[size])
+    times, runs = time_repeated(runners, *SCHEDULE[size])
     flops = train_flops(model, size, batch)
     tokens = SIZES[size]["B"] * SIZES[size]["T"]
-    row = dict(model=model, size=size, load=(load_before, load()), first_loss=first, flops=flops)
+    row = dict(model=model, size=size, load=(load_before, load()), first_loss=first, flops=flops,
+               ratios=speed_ratios(runs, "torch", "numpretrain") if torch_ok else [])
     for name, ts in times.items():
         median = float(np.median(ts))
         row[name] = dict(ms=1e3 * median, min_ms=1e3 * min(ts), tok_s=tokens / median, gflops=flops / median / 1e9)
@@ -243,7 +264,7 @@ def generate_rows(torch_ok):
                     tprompt, GEN_NEW, use_cache=cache).numpy()))
     load_before = load()
     with no_grad():
-        times = time_interleaved(runners, warmup=2, blocks=8, per_block=1)
+        times, runs = time_repeated(runners, warmup=2, blocks=8, per_block=1)
     rows = []
     for cache in (True, False):
         row = dict(cache=cache, load=(load_before, load()))
@@ -253,6 +274,7 @@ def generate_rows(torch_ok):
                 row[framework] = dict(ms=1e3 * median, tok_s=GEN_NEW / median)
         if torch_ok:
             row["same_tokens"] = bool(np.array_equal(outputs[("numpretrain", cache)], outputs[("torch", cache)]))
+            row["ratios"] = speed_ratios(runs, ("torch", cache), ("numpretrain", cache))
         rows.append(row)
     return rows
 
@@ -265,7 +287,7 @@ def print_train(rows, peak, memory):
     head = f"{'model':5} {'size':6} | {'ms':>7} {'(min)':>7} {'tok/s':>7} {'GF/s':>5} {'%pk':>4} {'mem':>5}"
     has_torch = any("torch" in r for r in rows)
     if has_torch:
-        head += f" | {'torch ms':>8} {'tok/s':>7} {'GF/s':>5} {'%pk':>4} {'mem':>5} | {'speed':>5} {'mem':>5}"
+        head += f" | {'torch ms':>8} {'tok/s':>7} {'GF/s':>5} {'%pk':>4} {'mem':>5} | {'speed':>{SPEED_WIDTH}} {'mem':>5}"
     print(head + f" | {'load':>9} | first loss")
     for r in rows:
         n, key = r["numpretrain"], (r["model"], r["size"])
@@ -276,14 +298,22 @@ def print_train(rows, peak, memory):
             t, tmem = r["torch"], memory.get(("torch",) + key)
             mem_ratio = f"{_above(mem) / _above(tmem):.2f}x" if mem and tmem else "-"
             line += (f" | {t['ms']:8.1f} {t['tok_s']:7.0f} {t['gflops']:5.1f} {100 * t['gflops'] / peak:3.0f}% "
-                     f"{_mem(tmem):>5} | {t['ms'] / n['ms']:4.2f}x {mem_ratio:>5}")
+                     f"{_mem(tmem):>5} | {_speed(r):>{SPEED_WIDTH}} {mem_ratio:>5}")
         elif has_torch:
             line += " | (torch not run)"
         losses = " / ".join(f"{v:.5f}" for v in r["first_loss"].values())
         print(line + f" | {r['load'][0]:4.2f}-{r['load'][1]:4.2f} | {losses}")
     if has_torch:
-        print("speed = PyTorch ms / numpretrain ms (above 1: numpretrain is faster); "
+        print("speed = PyTorch ms / numpretrain ms (above 1: numpretrain is faster"
+              + (f"; the lowest and highest of {ARGS.repeat} runs" if ARGS.repeat > 1 else "") + "); "
               "mem = numpretrain peak / PyTorch peak (below 1: numpretrain uses less)")
+
+
+def _speed(row):
+    ratios = row["ratios"]
+    if len(ratios) > 1:
+        return f"{min(ratios):.2f}-{max(ratios):.2f}x"
+    return f"{row['torch']['ms'] / row['numpretrain']['ms']:4.2f}x"
 
 
 def _above(mem):
@@ -299,14 +329,14 @@ def print_generate(rows):
           f"(greedy) in a {GEN_CONTEXT}-token context")
     head = f"{'KV cache':8} | {'ms':>7} {'tok/s':>7}"
     if "torch" in rows[0]:
-        head += f" | {'torch ms':>8} {'tok/s':>7} | {'speed':>5} | same tokens"
+        head += f" | {'torch ms':>8} {'tok/s':>7} | {'speed':>{SPEED_WIDTH}} | same tokens"
     print(head + " | load")
     for r in rows:
         n = r["numpretrain"]
         line = f"{'yes' if r['cache'] else 'no':8} | {n['ms']:7.1f} {n['tok_s']:7.0f}"
         if "torch" in r:
             t = r["torch"]
-            line += f" | {t['ms']:8.1f} {t['tok_s']:7.0f} | {t['ms'] / n['ms']:4.2f}x | {r['same_tokens']}"
+            line += f" | {t['ms']:8.1f} {t['tok_s']:7.0f} | {_speed(r):>{SPEED_WIDTH}} | {r['same_tokens']}"
         print(line + f" | {r['load'][0]:4.2f}-{r['load'][1]:4.2f}")
     if len(rows) == 2:
         print(f"the cache makes numpretrain {rows[1]['numpretrain']['ms'] / rows[0]['numpretrain']['ms']:.1f}x faster"

@@ -20,6 +20,23 @@ def test_bench_prints_a_training_row_and_the_matmul_peak():
     assert re.search(r"NumPy float32 matmul peak this run: \d+ GFLOP/s", out)
 
 
+def test_bench_repeat_prints_the_range_of_the_speed_ratios():
+    pytest.importorskip("torch")                # the ratio needs the PyTorch twin
+    out = subprocess.run([sys.executable, BENCH, "--only", "train", "--model", "gpt", "--size", "tiny",
+                          "--no-memory", "--threads", "1", "--repeat", "2"],
+                         capture_output=True, text=True, check=True, timeout=300).stdout
+    row = next(line for line in out.splitlines() if line.startswith("gpt   tiny"))
+    low, high = map(float, re.search(r"\| +([\d.]+)-([\d.]+)x ", row).groups())
+    assert 0 < low <= high
+    assert "the lowest and highest of 2 runs" in out
+
+
+def test_bench_refuses_a_repeat_below_one():
+    result = subprocess.run([sys.executable, BENCH, "--no-torch", "--repeat", "0"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "--repeat must be at least 1" in result.stderr
+
+
 OP_PROFILE = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "op_profile.py")
 
 
