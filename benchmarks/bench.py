@@ -20,7 +20,7 @@ How it measures, and why:
   are the figures to trust on a shared machine.
 - Threads. OPENBLAS_NUM_THREADS (and OMP/MKL) are set to --threads before NumPy is imported and
   torch.set_num_threads(--threads) is called, so both use the same number of cores; numpretrain's
-  own threads for elementwise work (numpretrain/parallel.py) follow OPENBLAS_NUM_THREADS.
+  own threads for elementwise work (numpretrain/speed/threads.py) follow OPENBLAS_NUM_THREADS.
   numpretrain is imported before NumPy, as in the demos, so OpenBLAS's idle threads sleep after
   about 50 microseconds: with OpenBLAS's default (about 0.1 s of spinning) they also slowed down
   the PyTorch steps that followed ours (its KV-cache generation took 1.5x as long).
@@ -85,7 +85,7 @@ SPEED_WIDTH = 10 if ARGS.repeat > 1 else 5   # "1.02x", or the range of --repeat
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)   # before NumPy (and torch) start their thread pools
 
-import numpretrain  # noqa: E402, F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
+import numpretrain  # noqa: E402, F401, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
 import numpy as np  # noqa: E402
 
 from workloads import (  # noqa: E402
@@ -243,7 +243,7 @@ def train_row(model, size, torch_ok, peak_holder):
 
 
 def generate_rows(torch_ok):
-    from numpretrain.tensor import no_grad
+    from numpretrain.autograd.tensor import no_grad
     net, _ = build_numpretrain("gpt", "small", context=GEN_CONTEXT)
     net.eval()
     prompt = np.random.default_rng(1).integers(0, VOCAB, (1, GEN_PROMPT))
@@ -359,7 +359,7 @@ def main():
                   "(pip install torch==2.13.0 for the side-by-side comparison)")
     print(f"numpretrain {numpretrain.__version__}, NumPy {np.__version__}"
           + (f", PyTorch {torch.__version__}" if torch_ok else "") +
-          f"; {ARGS.threads} thread(s) (numpretrain: {numpretrain.parallel.get_num_threads()}); {os.cpu_count()} CPUs; load average {load():.2f}")
+          f"; {ARGS.threads} thread(s) (numpretrain: {numpretrain.speed.threads.get_num_threads()}); {os.cpu_count()} CPUs; load average {load():.2f}")
     models = [ARGS.model] if ARGS.model else ["gpt", "bert"]
     sizes = [ARGS.size] if ARGS.size else list(SIZES)
     peak = [0.0]

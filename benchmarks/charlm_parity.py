@@ -23,14 +23,14 @@ import sys
 import time
 import warnings
 
-import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
+import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
 import numpy as np
 
-from numpretrain import schedules
+from numpretrain.training import schedules
 from numpretrain.data import CausalLMDataset
 from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.tokenizers import CharTokenizer
-from numpretrain.trainer import TrainConfig, Trainer
+from numpretrain.training.trainer import TrainConfig, Trainer
 
 RECIPE = TrainConfig(max_iters=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.1,
                      beta1=0.9, beta2=0.99, grad_clip=1.0, eval_interval=250, eval_iters=20, log_interval=250,

@@ -36,8 +36,8 @@ def resident_bytes():
 
 def measure(model="gpt", steps=(100, 500, 1000)):
     """{step: RSS in bytes} for a tiny `model` ("gpt" or "bert") trained to max(steps)."""
-    from numpretrain import pretrain
-    from numpretrain.cli import build_parser
+    from numpretrain.app import pretrain
+    from numpretrain.app.cli import build_parser
 
     rss = {}
 

@@ -34,8 +34,8 @@ ARGS = parse_args()
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)   # before NumPy (and torch) start their thread pools
 
-import numpretrain  # noqa: E402, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
-from numpretrain.tensor import Tensor  # noqa: E402
+import numpretrain  # noqa: E402, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
+from numpretrain.autograd.tensor import Tensor  # noqa: E402
 from workloads import build_numpretrain, build_torch, make_batch, numpretrain_loss, torch_batch, torch_step  # noqa: E402
 
 
@@ -118,7 +118,7 @@ def profile_torch(model, size, steps):
 
 
 def main():
-    where = f"{ARGS.model} {ARGS.size}, {ARGS.threads} thread(s) (numpretrain: {numpretrain.parallel.get_num_threads()})"
+    where = f"{ARGS.model} {ARGS.size}, {ARGS.threads} thread(s) (numpretrain: {numpretrain.speed.threads.get_num_threads()})"
     per_step, rows = profile_numpretrain(ARGS.model, ARGS.size, ARGS.steps)
     total = sum(per_step.values())
     print(f"numpretrain, {where}: {total:.1f} ms a step (forward {per_step['forward']:.1f}, backward "

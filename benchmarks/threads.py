@@ -15,9 +15,9 @@ import argparse
 import statistics
 import time
 
-import numpretrain  # noqa: F401  (before NumPy, as the library wants it: see numpretrain/parallel.py)
+import numpretrain  # noqa: F401  (before NumPy, as the library wants it: see numpretrain/speed/threads.py)
 import numpy as np
-from numpretrain import parallel
+from numpretrain.speed import threads as parallel
 
 SIZES = (8_192, 32_768, 131_072, 524_288)   # elements of float32; the small BERT's LayerNorm has 131,072
 

@@ -2,7 +2,7 @@
 numpretrain and in PyTorch (benchmarks/torch_models.py), used by bench.py and op_profile.py.
 
 Import numpretrain before this module (and before NumPy), as those scripts do: see
-numpretrain/parallel.py.
+numpretrain/speed/threads.py.
 """
 
 import numpy as np
@@ -38,7 +38,7 @@ def make_batch(model, size, seed=0):
 def build_numpretrain(model, size, context=None):
     from numpretrain.models.bert import BertConfig, BertForPreTraining
     from numpretrain.models.gpt import GPT, GPTConfig
-    from numpretrain.optim import AdamW
+    from numpretrain.training.optimizers import AdamW
     s = SIZES[size]
     if model == "gpt":
         net = GPT(GPTConfig(vocab_size=VOCAB, block_size=context or s["T"], n_layer=s["n_layer"],

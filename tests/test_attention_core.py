@@ -1,4 +1,4 @@
-"""The fused attention op (numpretrain/attention.py): gradients, equivalence, causality, masks.
+"""The fused attention op (numpretrain/autograd/attention.py): gradients, equivalence, causality, masks.
 
 - gradcheck in float64: plain, causal, with a key padding mask (including a query
   row whose keys are ALL masked, which must give zeros, not NaN), with dropout;
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from numpretrain import Tensor, gradcheck, self_attention
 from numpretrain import functional as F
-from numpretrain.attention import allowed_keys, merge_heads, split_qkv
+from numpretrain.autograd.attention import allowed_keys, merge_heads, split_qkv
 
 
 def make_qkv(seed, B, T, n_head, hs, dtype=np.float64):

@@ -5,7 +5,7 @@ import pytest
 
 from numpretrain import gradcheck
 from numpretrain.errors import ConfigError
-from numpretrain.functional import IGNORE_INDEX
+from numpretrain.autograd.functional import IGNORE_INDEX
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 
 

@@ -6,11 +6,11 @@ the bar is set against that baseline measured on the same masked positions.
 
 import numpy as np
 
-from numpretrain import cli
+from numpretrain.app import cli
 from numpretrain.data import PretrainingBatcher, corpus_text, generate_documents, split_documents
-from numpretrain.functional import IGNORE_INDEX
-from numpretrain.probing import mlm_accuracy_of
-from numpretrain.runs import load_pretrained
+from numpretrain.autograd.functional import IGNORE_INDEX
+from numpretrain.app.probing import mlm_accuracy_of
+from numpretrain.storage.runs import load_pretrained
 
 
 def test_short_pretraining_learns_mlm_and_nsp(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for numpretrain.checkpoint: safetensors round trips and interop with
+"""Tests for numpretrain.storage.formats: safetensors round trips and interop with
 the reference library, atomic saves under injected faults, hostile and
 fuzzed files (only CheckpointError may escape), JSON loading, RNG state."""
 
@@ -15,10 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from numpretrain import atomic, checkpoint
-from numpretrain.atomic import write_bytes, write_text
+from numpretrain.storage import atomic
+from numpretrain.storage import formats as checkpoint
+from numpretrain.storage.atomic import write_bytes, write_text
 from numpretrain.errors import CheckpointError
-from numpretrain.checkpoint import (
+from numpretrain.storage.formats import (
     load_json, load_safetensors, load_safetensors_metadata, rng_from_json,
     rng_state_to_json, save_json, save_safetensors)
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from numpretrain import cli
+from numpretrain.app import cli
 
 TINY = ["--n-documents", "300", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "24",
         "--batch-size", "4", "--max-iters", "3", "--warmup-iters", "1", "--eval-interval", "3",

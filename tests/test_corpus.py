@@ -6,11 +6,11 @@ import time
 import numpy as np
 import pytest
 
-from numpretrain.data.baseline import BagOfCharacters
-from numpretrain.data.corpus import corpus_text, generate_documents
-from numpretrain.data.probes import MASK, Probe, fill_mask_probes, probes
-from numpretrain.data.reviews import review_dataset, split_adjectives
-from numpretrain.data.world import (
+from numpretrain.data.baselines import BagOfCharacters
+from numpretrain.data.builtin.corpus import corpus_text, generate_documents
+from numpretrain.data.builtin.probes import MASK, Probe, fill_mask_probes, probes
+from numpretrain.data.builtin.reviews import review_dataset, split_adjectives
+from numpretrain.data.builtin.world import (
     LABEL_NAMES, NEGATIVE_CLOSINGS, POSITIVE_CLOSINGS, SENTIMENT_CHARACTERS, SENTIMENT_WORDS,
 )
 

@@ -9,14 +9,15 @@ import sys
 import numpy as np
 import pytest
 
-from numpretrain import cli, gradcheck
+from numpretrain import gradcheck
+from numpretrain.app import cli
 from numpretrain.data import encode_for_bert, encode_for_gpt, save_labelled_file
 from numpretrain.errors import CheckpointError
-from numpretrain.finetune import body_features, build_classifier, predict, trim
+from numpretrain.app.finetune import body_features, build_classifier, predict, trim
 from numpretrain.models.bert import BertConfig
 from numpretrain.models.gpt import GPTConfig
 from numpretrain.models.heads import BertClassifier, ClassifierConfig, GPTClassifier, load_body
-from numpretrain.runs import CONFIG_FILE, load_pretrained
+from numpretrain.storage.runs import CONFIG_FILE, load_pretrained
 from numpretrain.tokenizers import CharTokenizer
 
 TINY = ["--n-documents", "300", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "32",

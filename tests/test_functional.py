@@ -1,4 +1,4 @@
-"""Fused ops (numpretrain/functional.py): gradients and the properties that define them.
+"""Fused ops (numpretrain/autograd/functional.py): gradients and the properties that define them.
 
 Every fused op is gradchecked in float64 under hypothesis. Then each is held to its
 defining property, computed independently here: softmax rows sum to 1 even at 1e4,

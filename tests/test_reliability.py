@@ -19,9 +19,10 @@ import sys
 import numpy as np
 import pytest
 
-from numpretrain import atomic, cli
-from numpretrain.checkpoint import load_safetensors, load_safetensors_metadata
-from numpretrain.runs import load_pretrained
+from numpretrain.storage import atomic
+from numpretrain.app import cli
+from numpretrain.storage.formats import load_safetensors, load_safetensors_metadata
+from numpretrain.storage.runs import load_pretrained
 
 TINY = ["--n-documents", "300", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
         "--batch-size", "4", "--max-iters", "24", "--warmup-iters", "2", "--eval-interval", "3",
@@ -139,7 +140,7 @@ def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(model, referen
 
 
 def test_killed_before_the_first_checkpoint_resumes_from_the_start(reference, tmp_path, monkeypatch):
-    from numpretrain.trainer import Trainer
+    from numpretrain.training.trainer import Trainer
     out = str(tmp_path / "run")
     original_step = Trainer.train_step
 

@@ -1,4 +1,4 @@
-"""erf (numpretrain/special.py) against Python's math.erf, to float64 precision.
+"""erf (numpretrain/autograd/erf.py) against Python's math.erf, to float64 precision.
 
 The exact GELU (BERT's) rests on it, so it is held to 1e-15 absolute error on a dense
 grid over [-8, 8], at the seams between its pieces (1, 2.5, 6), and at tiny, huge,

@@ -1,4 +1,4 @@
-"""The engine (numpretrain/tensor.py): accumulation, retained and freed gradients, no_grad,
+"""The engine (numpretrain/autograd/tensor.py): accumulation, retained and freed gradients, no_grad,
 detach, dtypes, deep graphs, and the graph printers.
 
 The float32 test is the one that guards speed: it instruments every node of a float32

@@ -7,9 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from numpretrain import atomic, cli
-from numpretrain.checkpoint import load_safetensors
-from numpretrain.trainer import Trainer
+from numpretrain.storage import atomic
+from numpretrain.app import cli
+from numpretrain.storage.formats import load_safetensors
+from numpretrain.training.trainer import Trainer
 
 TINY = ["--n-documents", "300", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
         "--batch-size", "4", "--max-iters", "8", "--warmup-iters", "2", "--eval-interval", "4",

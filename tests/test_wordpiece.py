@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numpretrain.embed import installed_minilm_dir
+from numpretrain.app.embed import installed_minilm_dir
 from numpretrain.errors import CheckpointError, DataError
 from numpretrain.tokenizers.wordpiece import (WordPieceTokenizer, is_punctuation, normalize, pre_split,
                                               wordpiece)

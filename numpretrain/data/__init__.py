@@ -33,10 +33,10 @@ from numpretrain.data.nsp import (
 from numpretrain.data.text_files import read_text_file, split_documents
 
 # ---- the built-in corpus: a seeded Chinese "mini world" (corpus.py, world.py, reviews.py, probes.py) ----
-from numpretrain.data.baseline import BagOfCharacters
-from numpretrain.data.corpus import corpus_text, generate_documents
-from numpretrain.data.probes import Probe, fill_mask_probes, probes
-from numpretrain.data.reviews import (
+from numpretrain.data.baselines import BagOfCharacters
+from numpretrain.data.builtin.corpus import corpus_text, generate_documents
+from numpretrain.data.builtin.probes import Probe, fill_mask_probes, probes
+from numpretrain.data.builtin.reviews import (
     LABEL_NAMES,
     NEGATIVE_CLOSINGS,
     POSITIVE_CLOSINGS,

@@ -24,7 +24,7 @@ word of its own, which is the default.
 import numpy as np
 
 from numpretrain.errors import ConfigError, DataError
-from numpretrain.functional import IGNORE_INDEX  # label of positions without a prediction
+from numpretrain.autograd.functional import IGNORE_INDEX  # label of positions without a prediction
 from numpretrain.tokenizers.char import FIRST_NON_SPECIAL_ID  # ids below it: [PAD] [UNK] [CLS] [SEP] [MASK]
 
 # BERT paper, section 3.1 "Task #1: Masked LM": 15% of tokens are chosen, and

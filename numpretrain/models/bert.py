@@ -6,7 +6,7 @@
                         embedding, plus an output bias) and NSP head (2-way linear on the pooled output)
 
 The architecture follows the original BERT (post-LN, exact erf GELU, LayerNorm eps 1e-12),
-so Hugging Face BERT weights map onto it name by name; the table is in numpretrain/hf.py
+so Hugging Face BERT weights map onto it name by name; the table is in numpretrain/storage/hf.py
 and docs/weights.md.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import functional as F
-from .config import ModelConfig
-from ..nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter, TransformerBlock, init_weights
+from numpretrain.autograd import functional as F
+from numpretrain.models.config import ModelConfig
+from numpretrain.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter, TransformerBlock, init_weights
 
 NSP_IS_NEXT, NSP_NOT_NEXT = 0, 1   # Hugging Face's labels: 0 = "B follows A", 1 = "B is random"
 

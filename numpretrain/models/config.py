@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..errors import ConfigError
+from numpretrain.errors import ConfigError
 
 
 class ModelConfig:

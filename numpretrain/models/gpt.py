@@ -3,18 +3,18 @@
 Read it top to bottom: the config, the model (embeddings -> causal blocks -> final
 LayerNorm -> LM head tied to the token embedding), then generation with a KV cache.
 Parameter names follow the Hugging Face GPT-2 checkpoint (wte, wpe, h.0.attn.c_attn,
-ln_f), so real weights load by a name table (numpretrain/hf.py), not a rewrite.
+ln_f), so real weights load by a name table (numpretrain/storage/hf.py), not a rewrite.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from .. import functional as F
-from .config import ModelConfig
-from ..nn import (Dropout, Embedding, KVCache, LayerNorm, Module, ModuleList, TransformerBlock,
+from numpretrain.autograd import functional as F
+from numpretrain.models.config import ModelConfig
+from numpretrain.nn import (Dropout, Embedding, KVCache, LayerNorm, Module, ModuleList, TransformerBlock,
                   init_weights)
-from ..tensor import no_grad
+from numpretrain.autograd.tensor import no_grad
 
 
 @dataclass

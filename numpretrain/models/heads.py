@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import functional as F
-from ..errors import CheckpointError, ConfigError
-from ..nn import Dropout, Linear, Module, init_weights
-from ..tensor import Tensor
-from .bert import BertConfig, BertModel
-from .gpt import GPT, GPTConfig
+from numpretrain.autograd import functional as F
+from numpretrain.errors import CheckpointError, ConfigError
+from numpretrain.nn import Dropout, Linear, Module, init_weights
+from numpretrain.autograd.tensor import Tensor
+from numpretrain.models.bert import BertConfig, BertModel
+from numpretrain.models.gpt import GPT, GPTConfig
 
 LM_WEIGHT = 0.5  # the GPT paper's lambda for the auxiliary language-modelling loss (section 3.2)
 

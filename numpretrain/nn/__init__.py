@@ -8,11 +8,11 @@
     init.py         init_weights: normal(0, 0.02), GPT-2's residual scaling
 """
 
-from .attention import KVCache, SelfAttention, make_kv_caches
-from .init import INIT_STD, init_weights
-from .layers import GELU, Dropout, Embedding, LayerNorm, Linear, linear
-from .module import LoadResult, Module, ModuleList, Parameter, StateDictError
-from .transformer import MLP, TransformerBlock
+from numpretrain.nn.self_attention import KVCache, SelfAttention, make_kv_caches
+from numpretrain.nn.init import INIT_STD, init_weights
+from numpretrain.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, linear
+from numpretrain.nn.module import LoadResult, Module, ModuleList, Parameter, StateDictError
+from numpretrain.nn.transformer import MLP, TransformerBlock
 
 __all__ = [
     "Parameter", "Module", "ModuleList", "StateDictError", "LoadResult",

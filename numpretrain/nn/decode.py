@@ -11,9 +11,9 @@ kv_cache in eval mode; tests/test_transformer.py checks it against the full forw
 
 import numpy as np
 
-from ..attention import allowed_keys, attention_probs, merge_heads, split_qkv
-from ..functional import GELU_TANH_COEFF, SQRT_2_OVER_PI, normal_cdf
-from ..tensor import is_grad_enabled
+from numpretrain.autograd.attention import allowed_keys, attention_probs, merge_heads, split_qkv
+from numpretrain.autograd.functional import GELU_TANH_COEFF, SQRT_2_OVER_PI, normal_cdf
+from numpretrain.autograd.tensor import is_grad_enabled
 
 
 def layer_norm(x, ln):

@@ -11,12 +11,12 @@ so `capture(...)` and the graph printers can find it.
 
 import numpy as np
 
-from .. import functional as F
-from ..errors import ConfigError
-from ..ops import as_tensor
-from ..tensor import Tensor
-from .init import INIT_STD, default_generator, normal_, ones_, zeros_
-from .module import Module, Parameter
+from numpretrain.autograd import functional as F
+from numpretrain.errors import ConfigError
+from numpretrain.autograd.ops import as_tensor
+from numpretrain.autograd.tensor import Tensor
+from numpretrain.nn.init import INIT_STD, default_generator, normal_, ones_, zeros_
+from numpretrain.nn.module import Module, Parameter
 
 
 def _check_positive_int(owner, name, value):

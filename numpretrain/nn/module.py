@@ -29,8 +29,8 @@ from collections import namedtuple
 
 import numpy as np
 
-from ..errors import CheckpointError
-from ..tensor import SUPPORTED_FLOAT_DTYPES, Tensor
+from numpretrain.errors import CheckpointError
+from numpretrain.autograd.tensor import SUPPORTED_FLOAT_DTYPES, Tensor
 
 DEFAULT_SEED = 0  # the seed of a model's dropout generator until set_rng is called
 

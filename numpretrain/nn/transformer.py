@@ -10,13 +10,13 @@ last block); post-LN normalises after each addition, as GPT-1 and BERT were trai
 Dropout sits on each branch's output, before the residual addition, in both forms.
 """
 
-from ..errors import ConfigError
-from ..ops import as_tensor
-from ..tensor import Tensor
-from . import decode
-from .attention import SelfAttention
-from .layers import GELU, Dropout, LayerNorm, Linear, _check_positive_int, _check_probability
-from .module import Module
+from numpretrain.errors import ConfigError
+from numpretrain.autograd.ops import as_tensor
+from numpretrain.autograd.tensor import Tensor
+from numpretrain.nn import decode
+from numpretrain.nn.self_attention import SelfAttention
+from numpretrain.nn.layers import GELU, Dropout, LayerNorm, Linear, _check_positive_int, _check_probability
+from numpretrain.nn.module import Module
 
 
 class MLP(Module):

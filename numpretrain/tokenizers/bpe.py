@@ -28,7 +28,7 @@ from collections import Counter
 import numpy as np
 
 from numpretrain.errors import CheckpointError, ConfigError
-from numpretrain.tokenizers.special import (
+from numpretrain.tokenizers.special_tokens import (
     FIRST_NON_SPECIAL_ID,
     SPECIAL_TOKEN_PATTERN,
     SPECIAL_TOKENS,

@@ -17,7 +17,7 @@ is in special.py.
 """
 
 from numpretrain.errors import CheckpointError
-from numpretrain.tokenizers.special import (  # noqa: F401  (re-exported: the shared names live in special.py)
+from numpretrain.tokenizers.special_tokens import (  # noqa: F401  (re-exported: the shared names live in special.py)
     CLS, CLS_ID, FIRST_NON_SPECIAL_ID, MASK, MASK_ID, PAD, PAD_ID, SEP, SEP_ID, SPECIAL_TOKEN_PATTERN,
     SPECIAL_TOKENS, UNK, UNK_ID, SpecialTokenIds, check_special_tokens, read_tokenizer_json, vocabulary_entries,
 )

@@ -39,7 +39,7 @@ import unicodedata
 from pathlib import Path
 
 from numpretrain.errors import CheckpointError, DataError
-from numpretrain.tokenizers.special import CLS, MASK, PAD, SEP, SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS, UNK
+from numpretrain.tokenizers.special_tokens import CLS, MASK, PAD, SEP, SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS, UNK
 
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"

@@ -8,14 +8,14 @@ import os
 
 import numpy as np
 
-from .data import CausalLMDataset, PretrainingBatcher, read_text_file, split_documents
-from .data.corpus import corpus_text, generate_documents
-from .errors import CheckpointError, DataError
-from .models.bert import BertConfig, BertForPreTraining
-from .models.gpt import GPT, GPTConfig
-from .runs import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, check_fits_weights_file, load_config, save_config
-from .tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
-from .trainer import TrainConfig, Trainer
+from numpretrain.data import CausalLMDataset, PretrainingBatcher, read_text_file, split_documents
+from numpretrain.data.builtin.corpus import corpus_text, generate_documents
+from numpretrain.errors import CheckpointError, DataError
+from numpretrain.models.bert import BertConfig, BertForPreTraining
+from numpretrain.models.gpt import GPT, GPTConfig
+from numpretrain.storage.runs import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, check_fits_weights_file, load_config, save_config
+from numpretrain.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
+from numpretrain.training.trainer import TrainConfig, Trainer
 
 
 def load_corpus(options):

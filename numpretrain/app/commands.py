@@ -2,19 +2,19 @@
 
 import numpy as np
 
-from . import probing
-from .data.probes import probes
-from .runs import load_pretrained
+from numpretrain.app import probing
+from numpretrain.data.builtin.probes import probes
+from numpretrain.storage.runs import load_pretrained
 
 
 def pretrain_gpt(options):
-    from .pretrain import pretrain_gpt as run
+    from numpretrain.app.pretrain import pretrain_gpt as run
     run(options)
     print(f"saved to {options.out}")
 
 
 def pretrain_bert(options):
-    from .pretrain import pretrain_bert as run
+    from numpretrain.app.pretrain import pretrain_bert as run
     run(options)
     print(f"saved to {options.out}")
 
@@ -81,7 +81,7 @@ def nsp(options):
 
 
 def finetune(options):
-    from .finetune import finetune as run
+    from numpretrain.app.finetune import finetune as run
     _, reports = run(options)
     for split, report in reports.items():
         print(f"\n{split} split:\n{report}")
@@ -90,14 +90,14 @@ def finetune(options):
 
 
 def classify(options):
-    from .finetune import classify_texts
+    from numpretrain.app.finetune import classify_texts
     for text, label, probabilities in classify_texts(options.ckpt, options.texts):
         shown = "  ".join(f"{name} {p:.3f}" for name, p in probabilities.items())
         print(f"{label}\t{shown}\t{text}")
 
 
 def embed(options):
-    from .embed import SentenceEmbedder, cosine_similarity
+    from numpretrain.app.embed import SentenceEmbedder, cosine_similarity
     embedder = SentenceEmbedder.from_pretrained(options.model)
     if options.batch_size <= 0:
         raise ValueError(f"--batch-size must be positive, got {options.batch_size}")

@@ -18,7 +18,7 @@ import argparse
 import sys
 
 
-from .errors import NumpretrainError
+from numpretrain.errors import NumpretrainError
 
 
 def add_training_options(parser, defaults):
@@ -152,7 +152,7 @@ def main(argv=None):
     parser = build_parser()
     options = parser.parse_args(argv)
     command = options.command.replace("-", "_")
-    from . import commands
+    from numpretrain.app import commands
     try:
         return getattr(commands, command)(options) or 0
     except KeyboardInterrupt:

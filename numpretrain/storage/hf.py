@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import load_safetensors, save_safetensors
-from .errors import CheckpointError, ConfigError
-from .models.bert import BertConfig, BertForPreTraining, BertModel
-from .models.gpt import GPT, GPTConfig
+from numpretrain.storage.formats import load_safetensors, save_safetensors
+from numpretrain.errors import CheckpointError, ConfigError
+from numpretrain.models.bert import BertConfig, BertForPreTraining, BertModel
+from numpretrain.models.gpt import GPT, GPTConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

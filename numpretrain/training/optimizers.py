@@ -24,9 +24,9 @@ import math
 
 import numpy as np
 
-from numpretrain import parallel
+from numpretrain.speed import threads as parallel
 from numpretrain.errors import CheckpointError, ConfigError
-from numpretrain.tensor import Tensor
+from numpretrain.autograd.tensor import Tensor
 
 # AdamW updates its flat buffers this many elements at a time, so the scratch
 # array stays in cache and no step allocates a temporary as big as the model.

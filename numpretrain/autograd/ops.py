@@ -8,7 +8,7 @@ sums a gradient back down to the shape of the input it belongs to.
 
 import numpy as np
 
-from .tensor import Tensor
+from numpretrain.autograd.tensor import Tensor
 
 
 def as_tensor(x, like=None):

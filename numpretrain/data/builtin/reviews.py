@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numpretrain.data.world import (
+from numpretrain.data.builtin.world import (
     LABEL_NAMES, NEGATIVE_CLOSINGS, POSITIVE_CLOSINGS, SENTIMENT_WORDS, pick,
 )
 

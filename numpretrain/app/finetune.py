@@ -18,15 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import LabelVocabulary, encode_for_bert, encode_for_gpt, load_labelled_file
-from .data.reviews import LABEL_NAMES, review_dataset
-from .data.text_files import split_sentences
-from .errors import DataError
-from .models.heads import BertClassifier, ClassifierConfig, GPTClassifier, load_body
-from .runs import MODEL_FILE, load_pretrained, save_pretrained
-from .checkpoint import load_safetensors
-from .tensor import no_grad
-from .trainer import TrainConfig, Trainer
+from numpretrain.data import LabelVocabulary, encode_for_bert, encode_for_gpt, load_labelled_file
+from numpretrain.data.builtin.reviews import LABEL_NAMES, review_dataset
+from numpretrain.data.text_files import split_sentences
+from numpretrain.errors import DataError
+from numpretrain.models.heads import BertClassifier, ClassifierConfig, GPTClassifier, load_body
+from numpretrain.storage.runs import MODEL_FILE, load_pretrained, save_pretrained
+from numpretrain.storage.formats import load_safetensors
+from numpretrain.autograd.tensor import no_grad
+from numpretrain.training.trainer import TrainConfig, Trainer
 
 
 @dataclass

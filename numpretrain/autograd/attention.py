@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from . import parallel
-from .tensor import Tensor
+from numpretrain.speed import threads as parallel
+from numpretrain.autograd.tensor import Tensor
 
 
 def allowed_keys(n_queries, n_keys, causal, key_padding_mask):

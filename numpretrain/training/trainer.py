@@ -23,12 +23,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import optim, schedules
-from .atomic import injected_fault, remove_stale_temp_files, write_text
-from .checkpoint import (load_safetensors, load_safetensors_metadata, parse_json, rng_from_json, rng_state_to_json,
+from numpretrain.training import optimizers as optim
+from numpretrain.training import schedules
+from numpretrain.storage.atomic import injected_fault, remove_stale_temp_files, write_text
+from numpretrain.storage.formats import (load_safetensors, load_safetensors_metadata, parse_json, rng_from_json, rng_state_to_json,
                          save_safetensors)
-from .errors import CheckpointError, ConfigError, NumpretrainError
-from .tensor import no_grad
+from numpretrain.errors import CheckpointError, ConfigError, NumpretrainError
+from numpretrain.autograd.tensor import no_grad
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "training_state.safetensors"

@@ -7,8 +7,8 @@ one position at a time, most confident first, and judges sentence pairs.
 
 import numpy as np
 
-from .models.bert import NSP_IS_NEXT
-from .tensor import no_grad
+from numpretrain.models.bert import NSP_IS_NEXT
+from numpretrain.autograd.tensor import no_grad
 
 MASK_TOKEN = "[MASK]"
 

@@ -11,8 +11,13 @@ ufunc loop, so plain Python threads run those loops side by side.
     for_each_row_block(gelu_rows, len(x), x.size)
 
 Two thread pools must not fight over the same cores. While numpretrain's threads run,
-OpenBLAS is told to use one thread (`_blas_threads`), so a matrix product inside a block
+OpenBLAS is told to use one thread (blas.py), so a matrix product inside a block
 (attention's per-sequence products) stays on its block's core; outside, BLAS has them all.
+
+A debugger sees every op whole. pdb, VS Code and PyCharm trace only the thread they stopped
+in, so while a trace function is set (`sys.gettrace()`), every block runs on the calling
+thread, in order: stepping into an op shows all of its rows. NUMPRETRAIN_NUM_THREADS=1 does
+the same for a whole run.
 
 Rules that keep this simple and exact:
 - A block function only touches its own rows, so the blocks never race, and every
@@ -28,25 +33,16 @@ Rules that keep this simple and exact:
 The number of threads comes from NUMPRETRAIN_NUM_THREADS, else OPENBLAS_NUM_THREADS /
 OMP_NUM_THREADS (so `--threads`-style settings cover both), else the cores this process
 may use, at most 8; `set_num_threads(n)` changes it. n = 1 turns the threads off.
-
-Import numpretrain before NumPy. After every product, OpenBLAS's idle threads spin for about
-0.1 s before they sleep, and on the cores numpretrain's threads want that makes the blocks
-slower than one thread. This module shortens the spin to 2^17 cycles (about 50 microseconds,
-still enough to catch back-to-back products) through OPENBLAS_THREAD_TIMEOUT, which OpenBLAS
-reads only when NumPy loads it. When NumPy came first, the default is one thread.
+Import numpretrain before NumPy (blas.py says why); when NumPy came first, the default is
+one thread.
 """
 
-import contextlib
-import ctypes
 import os
 import queue
 import sys
 import threading
 
-# The spin is short if the user chose it, or if NumPy (hence OpenBLAS) is not loaded yet, so that
-# the setting below still reaches it.
-_BLAS_SPIN_IS_SHORT = "OPENBLAS_THREAD_TIMEOUT" in os.environ or "numpy" not in sys.modules
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "17")
+from numpretrain.speed import blas
 
 MIN_ELEMENTS = 1 << 17   # below this many elements per block, one thread does it all
 
@@ -55,7 +51,7 @@ def _default_num_threads():
     explicit = os.environ.get("NUMPRETRAIN_NUM_THREADS", "").strip()
     if explicit.isdigit() and int(explicit) > 0:
         return int(explicit)
-    if not _BLAS_SPIN_IS_SHORT:
+    if not blas.SPIN_IS_SHORT:
         return 1                                    # NumPy came first (see above)
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         value = os.environ.get(name, "").strip()
@@ -88,51 +84,6 @@ class _Worker:
         return self.results.get()
 
 
-def _find_openblas():
-    """(set_num_threads, get_num_threads) of the OpenBLAS that NumPy loaded, or None (not Linux,
-    or another BLAS: then blocks that call BLAS may compete with its threads, and be slower)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line and ".so" in line}
-    except OSError:
-        return None
-    prefixes = ("scipy_openblas_", "openblas_")           # NumPy 2's bundled build, then others
-    for path in sorted(paths):
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in prefixes:
-            for suffix in ("64_", ""):
-                try:
-                    return (getattr(library, f"{prefix}set_num_threads{suffix}"),
-                            getattr(library, f"{prefix}get_num_threads{suffix}"))
-                except AttributeError:
-                    continue
-    return None
-
-
-_openblas = None          # found on first use: NumPy must have loaded OpenBLAS by then
-
-
-@contextlib.contextmanager
-def _blas_threads(n):
-    """with _blas_threads(1): ... runs the body with OpenBLAS on n threads, then restores the count."""
-    global _openblas
-    if _openblas is None:
-        _openblas = _find_openblas() or ()
-    if not _openblas:
-        yield
-        return
-    set_threads, get_threads = _openblas
-    previous = get_threads()
-    set_threads(n)
-    try:
-        yield
-    finally:
-        set_threads(previous)
-
-
 _num_threads = _default_num_threads()
 _workers = []                   # started on first use: num_threads - 1 of them
 _busy = threading.Lock()
@@ -163,8 +114,8 @@ def for_each_row_block(fn, n_rows, n_elements):
     n_elements (the size of the work) decides whether threads are worth it. Returns the
     results of fn in block order.
     """
-    if _num_threads == 1 or n_elements < 2 * MIN_ELEMENTS:
-        return [fn(slice(0, n_rows))]               # the common small case, without building blocks
+    if _num_threads == 1 or n_elements < 2 * MIN_ELEMENTS or sys.gettrace() is not None:
+        return [fn(slice(0, n_rows))]               # small work, or a debugger watching: one thread
     blocks = row_blocks(n_rows, n_elements)
     if len(blocks) == 1 or not _busy.acquire(blocking=False):
         return [fn(rows) for rows in blocks]
@@ -172,7 +123,7 @@ def for_each_row_block(fn, n_rows, n_elements):
         while len(_workers) < len(blocks) - 1:
             _workers.append(_Worker(len(_workers)))
         helpers = _workers[:len(blocks) - 1]
-        with _blas_threads(1):
+        with blas.blas_threads(1):
             for worker, rows in zip(helpers, blocks[1:]):
                 worker.start(fn, rows)
             try:

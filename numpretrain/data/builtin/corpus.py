@@ -26,8 +26,8 @@ distinct characters, generated in about 0.3 s; review-only text is about
 
 import numpy as np
 
-from numpretrain.data.reviews import review_document
-from numpretrain.data.world import (
+from numpretrain.data.builtin.reviews import review_document
+from numpretrain.data.builtin.world import (
     APPLE_PRODUCTS, APPLE_TASTES, CITIES, COMPANIONS, INDOOR_PLACES, OUTDOOR_PLACES, PLACES,
     PROFESSIONS, SURNAMES, WEATHERS, WeightedChoice, pick,
 )

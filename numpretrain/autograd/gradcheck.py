@@ -11,7 +11,7 @@ both values.
 
 import numpy as np
 
-from .tensor import Tensor
+from numpretrain.autograd.tensor import Tensor
 
 
 class GradcheckError(AssertionError):

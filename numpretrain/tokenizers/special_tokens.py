@@ -8,7 +8,7 @@ one careful reader of tokenizer files (JSON only: never eval, never pickle).
 
 import re
 
-from numpretrain.checkpoint import load_json, save_json
+from numpretrain.storage.formats import load_json, save_json
 from numpretrain.errors import CheckpointError, DataError
 
 # The BERT special tokens, spelled as in Google's and Hugging Face's BERT

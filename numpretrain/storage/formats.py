@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from numpretrain import atomic
+from numpretrain.storage import atomic
 from numpretrain.errors import CheckpointError
 
 # The reference implementation refuses headers above 100 MB; so do we, before

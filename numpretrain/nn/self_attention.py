@@ -6,7 +6,7 @@
 
 The attention in the middle takes one of three paths, all computing the same thing:
 
-- fused (the default): `numpretrain.attention.self_attention`, one graph node with a
+- fused (the default): `numpretrain.autograd.attention.self_attention`, one graph node with a
   hand-derived backward; the fastest.
 - composite: the same math from primitive ops (reshape, transpose, matmul, masked_fill,
   softmax, dropout), taken when a `capture(...)` asks for `<path>.probs` or when
@@ -24,15 +24,15 @@ import math
 
 import numpy as np
 
-from .. import functional as F
-from ..attention import allowed_keys, self_attention
-from ..capture import wants as capture_wants
-from ..errors import ConfigError
-from ..ops import as_tensor
-from ..tensor import Tensor
-from . import decode
-from .layers import Dropout, Linear, _check_positive_int, _check_probability
-from .module import Module
+from numpretrain.autograd import functional as F
+from numpretrain.autograd.attention import allowed_keys, self_attention
+from numpretrain.autograd.capture import wants as capture_wants
+from numpretrain.errors import ConfigError
+from numpretrain.autograd.ops import as_tensor
+from numpretrain.autograd.tensor import Tensor
+from numpretrain.nn import decode
+from numpretrain.nn.layers import Dropout, Linear, _check_positive_int, _check_probability
+from numpretrain.nn.module import Module
 
 KV_CACHE_MIN_CAPACITY = 16  # positions allocated at first; the storage then doubles as needed
 

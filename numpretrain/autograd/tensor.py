@@ -14,15 +14,13 @@ Rules the whole engine keeps:
 """
 
 import contextlib
-import ctypes
-import ctypes.util
-import os
 
 import numpy as np
 
-# Imported from the module, not the package: the package attribute numpretrain.capture is the
+# Imported from the module, not the package: the package attribute numpretrain.autograd.capture is the
 # capture() context manager. Once, here: an import inside named() cost a microsecond per tensor.
-from .capture import record as _capture_record
+from numpretrain.autograd.capture import record as _capture_record
+from numpretrain.speed import memory
 
 # float32 is what parameters and activations use by default; float64 is what
 # gradcheck uses. Integers and booleans ride along as indices and masks.
@@ -45,36 +43,6 @@ def no_grad():
 
 def is_grad_enabled():
     return _grad_enabled
-
-
-# ----- memory: let a training loop reuse the arrays it freed -----
-#
-# A training step allocates and frees its activations and gradients, arrays of a few MB each,
-# about 100 MB for the benchmark's small GPT. With glibc's defaults an array above
-# M_MMAP_THRESHOLD gets fresh pages from the kernel, and freed memory at the top of the heap goes
-# back to the kernel once more than M_TRIM_THRESHOLD of it is free, so every step page-faults all
-# of it in again: 24,000 page faults per step, a third of the CPU time of that step (zeroing pages
-# in the kernel). Raising both thresholds keeps freed memory for the next step. The peak is
-# unchanged; the process just does not shrink between steps. Done once, at the first backward()
-# (so importing numpretrain changes nothing); Linux with glibc only; NUMPRETRAIN_MALLOC_TUNING=0
-# keeps glibc's defaults.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3      # mallopt's parameter numbers, from <malloc.h>
-MMAP_THRESHOLD_BYTES = 32 << 20                  # glibc's largest allowed value on 64-bit
-TRIM_THRESHOLD_BYTES = 1 << 30                   # keep up to 1 GiB of freed memory for reuse
-_malloc_tuned = False
-
-
-def _keep_freed_memory():
-    global _malloc_tuned
-    _malloc_tuned = True
-    if os.environ.get("NUMPRETRAIN_MALLOC_TUNING", "1") == "0":
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
-    except (OSError, AttributeError):            # not glibc (macOS, musl, Windows): nothing to tune
-        pass
 
 
 def _as_array(data, dtype=None):
@@ -189,8 +157,7 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"backward(grad) has shape {grad.shape}, but the tensor has shape {self.shape}")
 
-        if not _malloc_tuned:
-            _keep_freed_memory()
+        memory.keep_freed_memory()      # once per process: reuse freed arrays (speed/memory.py)
         order = self._topological_order()
         pending = {id(self): grad}  # gradients on their way to intermediate nodes
         for node in reversed(order):
@@ -275,4 +242,4 @@ class Tensor:
     __array_ufunc__ = None
 
 
-from . import ops  # noqa: E402  (ops imports Tensor; the operators above call into it)
+from numpretrain.autograd import ops  # noqa: E402  (ops imports Tensor; the operators above call into it)

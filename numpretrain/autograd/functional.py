@@ -11,10 +11,10 @@ import math
 
 import numpy as np
 
-from . import parallel
-from .ops import as_tensor, unbroadcast
-from .special import erf
-from .tensor import Tensor
+from numpretrain.speed import threads as parallel
+from numpretrain.autograd.ops import as_tensor, unbroadcast
+from numpretrain.autograd.erf import erf
+from numpretrain.autograd.tensor import Tensor
 
 IGNORE_INDEX = -100  # the target value cross_entropy skips (PyTorch's and Hugging Face's convention)
 

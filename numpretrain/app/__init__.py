@@ -1,0 +1,11 @@
+"""numpretrain.app: what the command line drives.
+
+    cli.py       python -m numpretrain COMMAND: the parser, built from the config dataclasses
+    commands.py  one function per command
+    pretrain.py  pretrain-gpt and pretrain-bert: text -> tokenizer -> batches -> model -> Trainer
+    finetune.py  a classifier head on a pretrained GPT or BERT, and its report
+    probing.py   probes, fill-mask, next sentence prediction
+    embed.py     sentence embeddings from a Hugging Face BERT (all-MiniLM-L6-v2)
+
+The top of the stack: it may import everything below, nothing imports it.
+"""

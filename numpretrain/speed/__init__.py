@@ -1,0 +1,11 @@
+"""numpretrain.speed: what makes the engine fast, and is optional reading.
+
+    threads.py  row blocks of an op over worker threads (bit for bit what one thread computes);
+                off when a debugger is tracing or NUMPRETRAIN_NUM_THREADS=1
+    blas.py     OpenBLAS's thread count: held to one inside a block, its spin shortened at import
+    memory.py   glibc's allocator told to keep freed memory for the next step
+    kernels.py  in-place forms of LayerNorm, GELU and AdamW, each tested bit for bit against the
+                plain formula it speeds up, with the measurement that justifies it
+
+Nothing here changes a number. Imports: numpy and the standard library only.
+"""
