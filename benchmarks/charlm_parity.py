@@ -26,10 +26,10 @@ import warnings
 import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
 import numpy as np
 
-from numpretrain.training import schedules
 from numpretrain.data import CausalLMDataset
 from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.tokenizers import CharTokenizer
+from numpretrain.training import schedules
 from numpretrain.training.trainer import TrainConfig, Trainer
 
 RECIPE = TrainConfig(max_iters=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.1,

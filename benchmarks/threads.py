@@ -1,10 +1,10 @@
-"""What a second thread buys NumPy's elementwise work on this machine, and why parallel.py keeps
-arrays below 2 * MIN_ELEMENTS on one thread.
+"""What a second thread buys NumPy's elementwise work on this machine, and why
+numpretrain/speed/threads.py keeps arrays below 2 * MIN_ELEMENTS on one thread.
 
     python benchmarks/threads.py [--calls N]
 
 Prints (1) what handing an empty block to numpretrain's worker thread and back costs
-(parallel.for_each_row_block), and (2) for arrays of several sizes, a run of N NumPy calls (a
+(threads.for_each_row_block), and (2) for arrays of several sizes, a run of N NumPy calls (a
 product written into a buffer, the kind of call a GELU or LayerNorm block makes) on one thread,
 beside the same calls with each array split in two halves, one per thread. NumPy releases
 Python's GIL inside every call, but each call has to take it back when it ends; when both threads
@@ -17,7 +17,7 @@ import time
 
 import numpretrain  # noqa: F401  (before NumPy, as the library wants it: see numpretrain/speed/threads.py)
 import numpy as np
-from numpretrain.speed import threads as parallel
+from numpretrain.speed import threads
 
 SIZES = (8_192, 32_768, 131_072, 524_288)   # elements of float32; the small BERT's LayerNorm has 131,072
 
@@ -39,9 +39,9 @@ def median_seconds(fn, repeats):
 
 def main():
     args = parse_args()
-    parallel.set_num_threads(2)
+    threads.set_num_threads(2)
     everything = 1 << 40                      # n_elements large enough that every call is split
-    handoff = median_seconds(lambda: parallel.for_each_row_block(lambda rows: None, 2, everything), 2000)
+    handoff = median_seconds(lambda: threads.for_each_row_block(lambda rows: None, 2, everything), 2000)
     print(f"handing an empty block to the worker thread and back: {handoff * 1e6:.0f} microseconds (median)")
 
     print(f"\n{args.calls} calls of np.multiply(x, y, out=z) on float32 arrays, microseconds per call")
@@ -56,7 +56,7 @@ def main():
                 np.multiply(x[rows], y[rows], out=z[rows])
 
         one = median_seconds(lambda: calls(slice(0, n)), 5) / args.calls
-        two = median_seconds(lambda: parallel.for_each_row_block(calls, n, everything), 5) / args.calls
+        two = median_seconds(lambda: threads.for_each_row_block(calls, n, everything), 5) / args.calls
         print(f"{n:9,} | {one * 1e6:10.1f} | {two * 1e6:22.1f} | {one / two:7.2f}x")
 
 

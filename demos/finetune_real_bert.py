@@ -43,11 +43,11 @@ import numpy as np
 from numpretrain import functional as F
 from numpretrain.app.embed import installed_minilm_dir, mean_pool
 from numpretrain.app.finetune import evaluate
-from numpretrain.storage.hf import from_pretrained
+from numpretrain.autograd.tensor import no_grad
 from numpretrain.models.bert import BertModel
 from numpretrain.models.heads import BertClassifier, ClassifierConfig
 from numpretrain.nn import Linear
-from numpretrain.autograd.tensor import no_grad
+from numpretrain.storage.hf import from_pretrained
 from numpretrain.tokenizers.wordpiece import WordPieceTokenizer
 from numpretrain.training.trainer import TrainConfig, Trainer
 

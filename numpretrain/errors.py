@@ -1,4 +1,4 @@
-"""The project's error types.
+"""The project's error types, and the checks every layer shares.
 
 Every error numpretrain raises on purpose derives from `NumpretrainError`, so a
 caller (the CLI, a demo) can catch "our" failures in one place and print their
@@ -8,7 +8,12 @@ contents, a config) rather than a bug in the code.
 
 Messages name the file when there is one, then the problem, e.g.
 ``DataError("corpus.txt: not valid UTF-8 at byte 1234")``.
+
+Below the types are the checks that several layers make (token ids in range, heads that
+divide the width), written once here because every layer may import this file.
 """
+
+import numpy as np
 
 
 class NumpretrainError(Exception):
@@ -27,3 +32,34 @@ class CheckpointError(NumpretrainError, ValueError):
 class ConfigError(NumpretrainError, ValueError):
     """A configuration that cannot work (e.g. a head count that does not divide
     the width, a block size larger than the model's context)."""
+
+
+# ----- the checks more than one layer makes, written once -----
+
+def check_ids_in_range(ids, size, what="token id", where="", error=ValueError):
+    """Raise `error` unless every id lies in [0, size) (with size None: is not negative).
+
+    ids: integers of any shape (an array, a list); an empty one passes. The message names
+    `where` (a module path, a file), the first bad id in reading order and the valid range:
+    "GPT: token id 70 is out of range; token ids must be in [0, 65)". Each caller keeps its
+    own exception type: DataError for a file's contents, IndexError for a table lookup.
+    """
+    ids = np.asarray(ids)
+    if ids.size == 0:
+        return
+    too_big = size is not None and ids.max() >= size   # min and max first: no mask unless one is bad
+    if ids.min() >= 0 and not too_big:
+        return
+    bad = (ids < 0) if size is None else (ids < 0) | (ids >= size)
+    first_bad = ids[bad].flat[0]
+    allowed = "be non-negative" if size is None else f"be in [0, {size})"
+    prefix = f"{where}: " if where else ""
+    raise error(f"{prefix}{what} {first_bad} is out of range; {what}s must {allowed}")
+
+
+def check_heads_divide_width(n_embd, n_head, where=""):
+    """ConfigError unless n_head divides n_embd: each head gets n_embd / n_head channels."""
+    if n_embd % n_head:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}n_embd={n_embd} is not divisible by n_head={n_head}; "
+                          f"each head gets n_embd / n_head channels")

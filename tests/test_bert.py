@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from numpretrain import gradcheck
-from numpretrain.errors import ConfigError
 from numpretrain.autograd.functional import IGNORE_INDEX
+from numpretrain.errors import ConfigError
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 
 

@@ -15,13 +15,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from numpretrain.errors import CheckpointError
 from numpretrain.storage import atomic
 from numpretrain.storage import formats as checkpoint
 from numpretrain.storage.atomic import write_bytes, write_text
-from numpretrain.errors import CheckpointError
 from numpretrain.storage.formats import (
-    load_json, load_safetensors, load_safetensors_metadata, rng_from_json,
-    rng_state_to_json, save_json, save_safetensors)
+    load_json,
+    load_safetensors,
+    load_safetensors_metadata,
+    rng_from_json,
+    rng_state_to_json,
+    save_json,
+    save_safetensors,
+)
 
 NUMPY_DTYPES = [np.float64, np.float32, np.float16, np.int64, np.int32,
                 np.int16, np.int8, np.uint64, np.uint32, np.uint16, np.uint8,

@@ -91,7 +91,8 @@ def test_argparse_misuse_exits_2_with_usage():
 
 
 def test_every_command_explains_its_options():
-    for command in ("pretrain-gpt", "pretrain-bert", "generate", "probe", "fill-mask", "nsp", "finetune", "classify"):
+    for command in ("pretrain-gpt", "pretrain-bert", "generate", "probe", "fill-mask", "nsp", "finetune", "classify",
+                    "embed"):
         result = subprocess.run([sys.executable, "-m", "numpretrain", command, "--help"],
                                 capture_output=True, text=True)
         assert result.returncode == 0 and "usage:" in result.stdout, command

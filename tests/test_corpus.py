@@ -11,7 +11,11 @@ from numpretrain.data.builtin.corpus import corpus_text, generate_documents
 from numpretrain.data.builtin.probes import MASK, Probe, fill_mask_probes, probes
 from numpretrain.data.builtin.reviews import review_dataset, split_adjectives
 from numpretrain.data.builtin.world import (
-    LABEL_NAMES, NEGATIVE_CLOSINGS, POSITIVE_CLOSINGS, SENTIMENT_CHARACTERS, SENTIMENT_WORDS,
+    LABEL_NAMES,
+    NEGATIVE_CLOSINGS,
+    POSITIVE_CLOSINGS,
+    SENTIMENT_CHARACTERS,
+    SENTIMENT_WORDS,
 )
 
 ALL_ADJECTIVES = SENTIMENT_WORDS["positive"] + SENTIMENT_WORDS["negative"]

@@ -27,7 +27,6 @@ from numpretrain.data import (
     encode_for_gpt,
     load_labelled_file,
     mask_tokens,
-    minibatches,
     read_text_file,
     save_labelled_file,
     split_documents,
@@ -564,18 +563,6 @@ def test_encode_for_gpt(review_tok):
     assert "labels" not in data
     with pytest.raises(DataError, match="encodes to no tokens"):
         encode_for_gpt([""], tok, 6)
-
-
-def test_minibatches(review_tok):
-    data = encode_for_bert(["很好吃"] * 10, review_tok, 8, label_ids=np.arange(10))
-    shuffled = [b["labels"] for b in minibatches(data, 4, np.random.default_rng(0))]
-    again = [b["labels"] for b in minibatches(data, 4, np.random.default_rng(0))]
-    assert [len(b) for b in shuffled] == [4, 4, 2]
-    assert sorted(np.concatenate(shuffled)) == list(range(10))
-    assert all(np.array_equal(p, q) for p, q in zip(shuffled, again))
-    assert not np.array_equal(np.concatenate(shuffled), np.arange(10))
-    in_order = [b["labels"] for b in minibatches(data, 4, drop_last=True)]
-    assert np.array_equal(np.concatenate(in_order), np.arange(8))
 
 
 def test_ignore_index_agrees_with_the_loss():

@@ -4,10 +4,9 @@ and each shortcut taken for speed gives what the plain computation gives.
 - every array a float32 GPT or BERT training step produces, forward and backward, is float32
   (tests/test_tensor.py checks single ops; a hidden float64 upcast in a model doubles its cost);
 - the float32 normal CDF behind BERT's exact GELU stays within 1e-7 of math.erf's, saturates
-  to exactly 0 and 1 without warnings, and float64 input still gets special.erf's float64 accuracy;
+  to exactly 0 and 1 without warnings, and float64 input still gets erf.py's float64 accuracy;
 - (..., n, k) @ (k, m), computed as one flattened GEMM, has the batched product's gradients;
 - hidden[rows, cols] scatters its gradient like np.add.at, with and without repeated positions;
-- F.rowwise (a row vector applied to every row, through long rows) gives broadcasting's bits.
 """
 
 import math
@@ -15,12 +14,12 @@ import warnings
 
 import numpy as np
 import pytest
+from float32_check import instrument_float32
 
 from numpretrain import Tensor, gradcheck
 from numpretrain import functional as F
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 from numpretrain.models.gpt import GPT, GPTConfig
-from float32_check import instrument_float32
 
 
 def _gpt_loss(rng):
@@ -69,14 +68,11 @@ def test_float32_normal_cdf_saturates_to_0_and_1_without_warnings():
 
 
 
-def test_float32_normal_cdf_takes_scalars_views_and_buffers_it_is_given():
+def test_float32_normal_cdf_takes_scalars_and_views():
     x = np.linspace(-3, 3, 13, dtype=np.float32)
     want = F.normal_cdf(x)
     assert F.normal_cdf(x[5]) == want[5]                   # a 0-d array
     np.testing.assert_array_equal(F.normal_cdf(x[::2]), want[::2])
-    out, scratch = np.empty_like(x), np.empty_like(x)
-    assert F.normal_cdf(x, out=out, scratch=scratch) is out
-    np.testing.assert_array_equal(out, want)
 
 @pytest.mark.parametrize("dtype, tolerance", [(np.float32, 1e-6), (np.float64, 1e-14)])
 def test_exact_gelu_keeps_the_accuracy_of_its_dtype(dtype, tolerance):
@@ -128,27 +124,3 @@ def test_integer_array_indexing_scatters_like_np_add_at(index):
     expected = np.zeros_like(x.data)
     np.add.at(expected, index, g)
     np.testing.assert_array_equal(x.grad, expected)
-
-
-@pytest.mark.parametrize("shape", [(1024, 128), (1030, 384), (300, 128), (5, 3)],
-                         ids=["whole-long-rows", "remainder-rows", "few-long-rows", "small"])
-@pytest.mark.parametrize("ufunc", [np.add, np.multiply])
-def test_rowwise_gives_broadcastings_bits(shape, ufunc):
-    rng = np.random.default_rng(3)
-    x2 = rng.standard_normal(shape).astype(np.float32)
-    vector = rng.standard_normal(shape[1]).astype(np.float32)
-    out = np.full_like(x2, np.nan)
-    assert F.rowwise(ufunc, x2, vector, out) is out
-    np.testing.assert_array_equal(out, ufunc(x2, vector))
-    in_place = x2.copy()                                   # as LayerNorm and Linear use it
-    F.rowwise(ufunc, in_place, vector, in_place)
-    np.testing.assert_array_equal(in_place, ufunc(x2, vector))
-
-
-def test_rowwise_writes_into_a_strided_output():
-    rng = np.random.default_rng(4)
-    x2 = rng.standard_normal((1024, 128)).astype(np.float32)
-    vector = rng.standard_normal(128).astype(np.float32)
-    out = np.zeros((1024, 130), np.float32)[:, :128]      # rows with gaps: reshaping it would copy
-    F.rowwise(np.multiply, x2, vector, out)
-    np.testing.assert_array_equal(out, x2 * vector)

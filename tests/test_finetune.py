@@ -11,9 +11,9 @@ import pytest
 
 from numpretrain import gradcheck
 from numpretrain.app import cli
+from numpretrain.app.finetune import body_features, build_classifier, predict, trim
 from numpretrain.data import encode_for_bert, encode_for_gpt, save_labelled_file
 from numpretrain.errors import CheckpointError
-from numpretrain.app.finetune import body_features, build_classifier, predict, trim
 from numpretrain.models.bert import BertConfig
 from numpretrain.models.gpt import GPTConfig
 from numpretrain.models.heads import BertClassifier, ClassifierConfig, GPTClassifier, load_body

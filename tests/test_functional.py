@@ -242,7 +242,7 @@ def test_cross_entropy_with_every_target_ignored_is_zero():
 
 @pytest.mark.parametrize("bad", [5, 7, -1, -2])
 def test_cross_entropy_out_of_range_target_raises(bad):
-    with pytest.raises(ValueError, match=rf"target {bad}\b.*5 classes"):
+    with pytest.raises(ValueError, match=rf"target {bad} is out of range.*\[0, 5\)"):
         F.cross_entropy(Tensor(np.zeros((3, 5))), np.array([0, bad, 1]))
 
 
@@ -342,7 +342,7 @@ def test_dropout_rejects_bad_p_and_a_missing_generator():
 
 @pytest.mark.parametrize("bad", [10, 11, -1])
 def test_embedding_out_of_range_id_raises_naming_the_id(bad):
-    with pytest.raises(IndexError, match=rf"id {bad}\b.*10 rows"):
+    with pytest.raises(IndexError, match=rf"id {bad} is out of range.*\[0, 10\)"):
         F.embedding(Tensor(np.zeros((10, 3))), np.array([[0, 1], [bad, 2]]))
 
 

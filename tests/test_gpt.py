@@ -6,6 +6,7 @@ import pytest
 from numpretrain import gradcheck
 from numpretrain.errors import ConfigError
 from numpretrain.models.gpt import GPT, GPTConfig, sample_next
+from numpretrain.nn import KVCache
 
 
 def tiny_gpt(norm_first=True, dtype=np.float64, **overrides):
@@ -48,7 +49,7 @@ def test_untied_head_and_loss_matches_cross_entropy_of_logits():
 def test_kv_cache_gives_the_same_logits_at_every_step(norm_first):
     model = tiny_gpt(norm_first)
     ids = np.random.default_rng(3).integers(0, 11, (2, 8))
-    caches = model.new_kv_caches()
+    caches = KVCache.for_layers(len(model.h))
     cached = [model.next_token_logits(ids[:, :3], caches)]
     for t in range(3, 8):
         cached.append(model.next_token_logits(ids[:, t:t + 1], caches))

@@ -1,8 +1,9 @@
 """gradcheck itself: it passes correct ops, catches wrong ones, and says where.
 
 A checker that never fails proves nothing, so each test here builds an op with a
-deliberately wrong backward (with Tensor.from_op, the way ops.py builds its own) and
-checks that gradcheck raises, naming the input and the element, with both values.
+deliberately wrong backward (with Tensor.from_op, the way numpretrain/autograd/ops.py
+builds its own) and checks that gradcheck raises, naming the input and the element,
+with both values.
 """
 
 import re

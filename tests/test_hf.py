@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 from numpretrain.app import cli
-from numpretrain.storage.formats import load_safetensors, save_safetensors
 from numpretrain.app.embed import SentenceEmbedder, installed_minilm_dir
+from numpretrain.autograd.tensor import no_grad
 from numpretrain.errors import CheckpointError, ConfigError
-from numpretrain.storage.hf import (BERT_TABLE, GPT2_TABLE, expand, from_pretrained, hf_state_dict, save_hf)
 from numpretrain.models.bert import BertConfig, BertForPreTraining, BertModel
 from numpretrain.models.gpt import GPT, GPTConfig
-from numpretrain.autograd.tensor import no_grad
+from numpretrain.storage.formats import load_safetensors, save_safetensors
+from numpretrain.storage.hf import BERT_TABLE, GPT2_TABLE, expand, from_pretrained, hf_state_dict, save_hf
 from numpretrain.tokenizers.wordpiece import WordPieceTokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"

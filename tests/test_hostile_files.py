@@ -33,7 +33,7 @@ from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.models.heads import ClassifierConfig, GPTClassifier
 from numpretrain.storage.runs import load_pretrained, parameter_lower_bound, save_pretrained
 from numpretrain.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
-from numpretrain.training.trainer import Trainer, TrainConfig
+from numpretrain.training.trainer import TrainConfig, Trainer
 
 TEXT = "今天天气很好。我们去公园散步。\n\n明天下雨，我们在家看书。"
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

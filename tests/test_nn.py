@@ -9,9 +9,23 @@ import numpy as np
 import pytest
 
 from numpretrain import Tensor, capture, gradcheck
+from numpretrain import functional as F
 from numpretrain.errors import ConfigError
-from numpretrain.nn import (GELU, MLP, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter,
-                            SelfAttention, StateDictError, TransformerBlock, init_weights, linear)
+from numpretrain.nn import (
+    GELU,
+    MLP,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    Module,
+    ModuleList,
+    Parameter,
+    SelfAttention,
+    StateDictError,
+    TransformerBlock,
+    init_weights,
+)
 
 F64 = np.float64
 
@@ -259,7 +273,7 @@ def test_to_float64_converts_in_place():
     assert all(p.dtype == F64 for p in model.parameters())
     assert all(a is b for a, b in zip(params, model.parameters()))  # an optimizer keeps its references
     assert model(np.array([[1, 2]])).dtype == F64
-    model.astype(np.float32)
+    model.to(np.float32)
     assert all(p.dtype == np.float32 for p in model.parameters())
     with pytest.raises(TypeError):
         model.to(np.float16)
@@ -301,7 +315,7 @@ def test_linear_op_without_input_gradient():
     rng = np.random.default_rng(2)
     x = Tensor(rng.standard_normal((2, 3, 4)))                       # data, no gradient wanted
     w, b = tensor(rng, 4, 5), tensor(rng, 5)
-    gradcheck(lambda w, b: linear(x, w, b), [w, b])
+    gradcheck(lambda w, b: F.linear(x, w, b), [w, b])
 
 
 def test_linear_checks_its_input():

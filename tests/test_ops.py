@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import (array_shapes, basic_indices, integer_array_indices,
-                                    mutually_broadcastable_shapes)
+from hypothesis.extra.numpy import array_shapes, basic_indices, integer_array_indices, mutually_broadcastable_shapes
 
 from numpretrain import Tensor, gradcheck, ops
 

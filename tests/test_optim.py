@@ -1,4 +1,4 @@
-"""Tests for numpretrain.training.optimizers: SGD and AdamW against their formulas written out
+"""Tests for numpretrain.training.optimizers: AdamW against its formula written out
 here independently, parameter groups and skipped gradients, exact resume through
 state_dict (via safetensors + JSON), clear errors on a mismatched state, the
 learning-rate schedules, and gradient clipping."""
@@ -12,11 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numpretrain import Tensor
-from numpretrain.training import optimizers as optim
-from numpretrain.storage.formats import load_safetensors, save_safetensors
 from numpretrain.errors import CheckpointError, ConfigError
-from numpretrain.training.optimizers import SGD, AdamW, clip_grad_norm, param_groups_for_decay
-from numpretrain.training.schedules import Schedule, constant_lr, warmup_cosine_lr, warmup_linear_lr
+from numpretrain.storage.formats import load_safetensors, save_safetensors
+from numpretrain.training.optimizers import AdamW, clip_grad_norm, param_groups_for_decay
+from numpretrain.training.schedules import warmup_cosine_lr
 
 SHAPES = {"wte": (7, 3), "h.0.attn.c_attn.weight": (3, 9), "h.0.attn.c_attn.bias": (9,),
           "ln_f.weight": (3,), "scale": ()}
@@ -48,9 +47,7 @@ def reference_adamw(p, g, m, v, t, lr, beta1, beta2, eps, wd):
     return p, m, v
 
 
-@pytest.mark.parametrize("chunk", [5, optim.CHUNK_ELEMENTS])
-def test_adamw_matches_formula_with_groups_and_changing_lr(monkeypatch, chunk):
-    monkeypatch.setattr(optim, "CHUNK_ELEMENTS", chunk)  # 5: chunks cross parameter boundaries
+def test_adamw_matches_formula_with_groups_and_changing_lr():
     params = make_params()
     groups = param_groups_for_decay([(n, p) for n, p in params.items()], weight_decay=0.3)
     betas, eps = (0.8, 0.95), 1e-3   # large eps and small betas make every term matter
@@ -117,9 +114,7 @@ def test_step_reads_but_never_writes_gradients():
     for p in params.values():
         p.grad = fake_grad(p, 0)
     grads = {n: p.grad.copy() for n, p in params.items()}
-    for opt in (AdamW(params.values(), weight_decay=0.1),
-                SGD(params.values(), lr=0.1, momentum=0.9, weight_decay=0.1, nesterov=True),
-                SGD(params.values(), lr=0.1)):
+    for opt in (AdamW(params.values(), weight_decay=0.1), AdamW(params.values(), weight_decay=0.0)):
         opt.step()
         opt.step()
         for name, p in params.items():
@@ -127,52 +122,12 @@ def test_step_reads_but_never_writes_gradients():
 
 
 # --------------------------------------------------------------------------
-# SGD
-# --------------------------------------------------------------------------
-
-@pytest.mark.parametrize("momentum, nesterov, wd", [(0.0, False, 0.0), (0.0, False, 0.1),
-                                                    (0.9, False, 0.0), (0.9, True, 0.05)])
-def test_sgd_matches_formula(momentum, nesterov, wd):
-    params = make_params()
-    opt = SGD(params.values(), lr=0.2, momentum=momentum, weight_decay=wd, nesterov=nesterov)
-    ref = {n: p.data.copy() for n, p in params.items()}
-    velocity = {n: None for n in params}   # PyTorch: the first buffer is the first gradient
-    for t in range(1, 5):
-        for name, p in params.items():
-            p.grad = fake_grad(p, t)
-            d = p.grad + wd * ref[name]
-            if momentum:
-                velocity[name] = d if velocity[name] is None else momentum * velocity[name] + d
-                d = d + momentum * velocity[name] if nesterov else velocity[name]
-            ref[name] = ref[name] - 0.2 * d
-        opt.step()
-        for name, p in params.items():
-            np.testing.assert_allclose(p.data, ref[name], rtol=0, atol=1e-12, err_msg=f"{name}, step {t}")
-
-
-def test_sgd_skips_params_without_grad():
-    params = make_params()
-    before = params["wte"].data.copy()
-    opt = SGD(params.values(), lr=0.1, momentum=0.9, weight_decay=0.1)
-    for t in range(2):
-        for name, p in params.items():
-            p.grad = None if name == "wte" else fake_grad(p, t)
-        opt.step()
-    np.testing.assert_array_equal(params["wte"].data, before)
-    index = list(params).index("wte")
-    assert not opt.state_dict()["buffers"][f"momentum[{index}]"].any()
-
-
-# --------------------------------------------------------------------------
 # dtypes, zero_grad, lr, construction errors
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make_opt", [
-    lambda ps: AdamW(ps, lr=np.float64(1e-2)),
-    lambda ps: SGD(ps, lr=np.float64(1e-2), momentum=0.9, weight_decay=0.1, nesterov=True)])
-def test_float32_parameters_stay_float32(make_opt):
+def test_float32_parameters_stay_float32():
     params = make_params(np.float32)
-    opt = make_opt(list(params.values()))
+    opt = AdamW(list(params.values()), lr=np.float64(1e-2))
     for t in range(3):
         opt.lr = np.float64(0.01) / (t + 1)   # schedules may hand back NumPy scalars
         for p in params.values():
@@ -222,11 +177,9 @@ def test_bad_configurations_fail_clearly():
         AdamW([w], betas=(0.9, 1.0))
     with pytest.raises(ConfigError, match="no parameters"):
         AdamW([])
-    with pytest.raises(ConfigError, match="Nesterov"):
-        SGD([w], lr=0.1, nesterov=True)
     with pytest.raises(TypeError, match="Tensors"):
-        SGD([w.data], lr=0.1)
-    opt = SGD([w], lr=0.1)
+        AdamW([w.data], lr=0.1)
+    opt = AdamW([w], lr=0.1)
     w.grad = np.ones((2, 2))
     with pytest.raises(ValueError, match=r"'wte'.*\(7, 3\).*\(2, 2\)"):
         opt.step()
@@ -265,18 +218,15 @@ def train(opt, params, steps, start):
         opt.step()
 
 
-@pytest.mark.parametrize("make_opt", [
-    lambda ps: AdamW(param_groups_for_decay(ps, 0.1), betas=(0.8, 0.9)),
-    lambda ps: SGD(ps.items(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)])
-def test_state_dict_round_trip_resumes_bit_identically(make_opt, tmp_path):
+def test_state_dict_round_trip_resumes_bit_identically(tmp_path):
     params = make_params(np.float32)
-    opt = make_opt(params)
+    opt = AdamW(param_groups_for_decay(params, 0.1), betas=(0.8, 0.9))
     train(opt, params, 3, start=0)
     snapshot = opt.state_dict()
     frozen = {key: array.copy() for key, array in snapshot["buffers"].items()}
     state = save_and_load(snapshot, tmp_path)
     resumed_params = {n: Tensor(p.data.copy(), requires_grad=True, name=n) for n, p in params.items()}
-    resumed = make_opt(resumed_params)
+    resumed = AdamW(param_groups_for_decay(resumed_params, 0.1), betas=(0.8, 0.9))
     resumed.load_state_dict(state)
     train(opt, params, 4, start=3)
     train(resumed, resumed_params, 4, start=3)
@@ -323,8 +273,8 @@ def test_load_state_dict_with_wrong_shapes_fails_clearly_and_changes_nothing():
         AdamW(make_params().values()).load_state_dict(missing)
     with pytest.raises(CheckpointError, match="has 5 parameters, this optimizer has 4"):
         AdamW(list(make_params().values())[:4]).load_state_dict(state)
-    with pytest.raises(CheckpointError, match="from AdamW, not SGD"):
-        SGD(make_params().values(), lr=0.1).load_state_dict(state)
+    with pytest.raises(CheckpointError, match="from SGD, not AdamW"):
+        AdamW(make_params().values()).load_state_dict(dict(state, optimizer="SGD"))
     renamed = make_params()
     renamed["wte"].name = "wpe"
     with pytest.raises(CheckpointError, match="named 'wte' in the state, 'wpe' here"):
@@ -338,45 +288,37 @@ def test_load_state_dict_with_wrong_shapes_fails_clearly_and_changes_nothing():
 MAX, MIN, WARMUP, TOTAL = 1.0, 0.1, 10, 110
 
 
-@pytest.mark.parametrize("step, cosine, linear", [
-    (0, 1 / 11, 1 / 11),                    # warmup starts above zero: (step + 1) / (warmup + 1)
-    (4, 5 / 11, 5 / 11),
-    (9, 10 / 11, 10 / 11),                  # last warmup step
-    (10, 1.0, 1.0),                         # peak
-    (35, 0.1 + 0.45 * (1 + math.cos(math.pi / 4)), 1.0 - 0.9 / 4),
-    (60, 0.55, 0.55),                       # half way
-    (109, 0.1 + 0.45 * (1 + math.cos(math.pi * 99 / 100)), 1.0 - 0.9 * 99 / 100),
-    (110, 0.1, 0.1),                        # floor at total_steps
-    (10_000, 0.1, 0.1),                     # and after
+@pytest.mark.parametrize("step, cosine", [
+    (0, 1 / 11),                            # warmup starts above zero: (step + 1) / (warmup + 1)
+    (4, 5 / 11),
+    (9, 10 / 11),                           # last warmup step
+    (10, 1.0),                              # peak
+    (35, 0.1 + 0.45 * (1 + math.cos(math.pi / 4))),
+    (60, 0.55),                             # half way
+    (109, 0.1 + 0.45 * (1 + math.cos(math.pi * 99 / 100))),
+    (110, 0.1),                             # floor at total_steps
+    (10_000, 0.1),                          # and after
 ])
-def test_schedules_match_formulas(step, cosine, linear):
+def test_schedules_match_formulas(step, cosine):
     assert warmup_cosine_lr(step, MAX, MIN, WARMUP, TOTAL) == pytest.approx(cosine, abs=1e-15)
-    assert warmup_linear_lr(step, MAX, MIN, WARMUP, TOTAL) == pytest.approx(linear, abs=1e-15)
-    assert Schedule("cosine", MAX, MIN, WARMUP, TOTAL)(step) == warmup_cosine_lr(step, MAX, MIN, WARMUP, TOTAL)
-    assert Schedule("linear", MAX, MIN, WARMUP, TOTAL)(step) == warmup_linear_lr(step, MAX, MIN, WARMUP, TOTAL)
-    assert constant_lr(step, 3e-4) == Schedule("constant", 3e-4)(step) == 3e-4
 
 
 def test_schedule_without_warmup_starts_at_peak():
     assert warmup_cosine_lr(0, 2.0, 0.0, 0, 100) == 2.0
-    assert warmup_linear_lr(50, 2.0, 0.0, 0, 100) == 1.0
 
 
 def test_bad_schedules_fail_clearly():
-    with pytest.raises(ConfigError, match="unknown schedule 'cosin'"):
-        Schedule("cosin")
     with pytest.raises(ConfigError, match="warmup_steps <= total_steps"):
-        Schedule("cosine", warmup_steps=20, total_steps=10)
+        warmup_cosine_lr(0, 1e-3, 0.0, 20, 10)
     with pytest.raises(ConfigError, match="min_lr <= max_lr"):
-        warmup_linear_lr(0, 0.1, 0.2, 0, 10)
+        warmup_cosine_lr(0, 0.1, 0.2, 0, 10)
 
 
 @settings(max_examples=50, deadline=None)
-@given(name=st.sampled_from(["cosine", "linear"]), warmup=st.integers(0, 50), decay=st.integers(1, 200),
+@given(warmup=st.integers(0, 50), decay=st.integers(1, 200),
        max_lr=st.floats(1e-6, 1.0), floor=st.floats(0.0, 1.0))
-def test_schedule_shape(name, warmup, decay, max_lr, floor):
-    schedule = Schedule(name, max_lr, max_lr * floor, warmup, warmup + decay)
-    rates = [schedule(s) for s in range(warmup + decay + 5)]
+def test_schedule_shape(warmup, decay, max_lr, floor):
+    rates = [warmup_cosine_lr(s, max_lr, max_lr * floor, warmup, warmup + decay) for s in range(warmup + decay + 5)]
     assert all(0 <= r <= max_lr * (1 + 1e-12) for r in rates)
     assert rates[0] > 0
     assert all(a < b for a, b in zip(rates[:warmup + 1], rates[1:warmup + 1]))          # rises

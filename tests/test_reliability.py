@@ -2,7 +2,7 @@
 
 Subprocess tests run `python -m numpretrain` on tiny models and kill it with SIGKILL: from outside at
 a random step, and from inside halfway through writing a checkpoint file (NUMPRETRAIN_FAULT, the
-fault hook in atomic.py). In-process tests make a save fail (disk full, permission denied,
+fault hook in numpretrain/storage/atomic.py). In-process tests make a save fail (disk full, permission denied,
 Ctrl-C) and feed every entry point bad input. Hostile files are in test_hostile_files.py.
 """
 
@@ -19,8 +19,8 @@ import sys
 import numpy as np
 import pytest
 
-from numpretrain.storage import atomic
 from numpretrain.app import cli
+from numpretrain.storage import atomic
 from numpretrain.storage.formats import load_safetensors, load_safetensors_metadata
 from numpretrain.storage.runs import load_pretrained
 

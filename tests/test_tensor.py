@@ -11,10 +11,10 @@ import re
 
 import numpy as np
 import pytest
+from float32_check import instrument_float32
 
 from numpretrain import Tensor, capture, graph_dot, graph_text, is_grad_enabled, no_grad, ops, self_attention
 from numpretrain import functional as F
-from float32_check import instrument_float32
 
 
 def leaf(array, name=None, dtype=np.float64):

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from numpretrain.storage import atomic
 from numpretrain.app import cli
+from numpretrain.storage import atomic
 from numpretrain.storage.formats import load_safetensors
 from numpretrain.training.trainer import Trainer
 

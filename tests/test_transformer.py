@@ -8,8 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numpretrain import Tensor, capture, gradcheck, no_grad
-from numpretrain.nn import (Embedding, KVCache, LayerNorm, Linear, Module, ModuleList, SelfAttention,
-                            TransformerBlock, init_weights, make_kv_caches)
+from numpretrain.nn import (
+    Embedding,
+    KVCache,
+    LayerNorm,
+    Linear,
+    Module,
+    ModuleList,
+    SelfAttention,
+    TransformerBlock,
+    init_weights,
+)
 
 F64 = np.float64
 C, NH = 8, 2
@@ -251,7 +260,7 @@ def test_kv_cache_equals_full_recompute(norm_first, chunks):
     ids = np.random.default_rng(11).integers(0, 13, size=(2, sum(chunks)))   # 20 > the cache's first capacity
     with no_grad():
         full = model(ids).data                                               # (B, T, V)
-        caches = make_kv_caches(len(model.h))
+        caches = KVCache.for_layers(len(model.h))
         start, steps = 0, []
         for n in chunks:
             steps.append(model(ids[:, start:start + n], caches=caches).data)
@@ -283,7 +292,7 @@ def test_kv_cache_with_left_padding_matches_full_recompute():
     mask[1, :2] = False                                                      # row 1: two pad tokens first
     with no_grad():
         full = model(ids, key_padding_mask=mask).data
-        caches = [KVCache(), KVCache()]
+        caches = KVCache.for_layers(2)
         prefill = model(ids[:, :3], key_padding_mask=mask[:, :3], caches=caches).data
         steps = [model(ids[:, i:i + 1], key_padding_mask=mask[:, i:i + 1], caches=caches).data
                  for i in range(3, 6)]

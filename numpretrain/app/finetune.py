@@ -18,15 +18,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numpretrain.app.pretrain import train_config
+from numpretrain.autograd.softmax import stable_softmax
+from numpretrain.autograd.tensor import no_grad
 from numpretrain.data import LabelVocabulary, encode_for_bert, encode_for_gpt, load_labelled_file
 from numpretrain.data.builtin.reviews import LABEL_NAMES, review_dataset
 from numpretrain.data.text_files import split_sentences
 from numpretrain.errors import DataError
 from numpretrain.models.heads import BertClassifier, ClassifierConfig, GPTClassifier, load_body
-from numpretrain.storage.runs import MODEL_FILE, load_pretrained, save_pretrained
 from numpretrain.storage.formats import load_safetensors
-from numpretrain.autograd.tensor import no_grad
-from numpretrain.training.trainer import TrainConfig, Trainer
+from numpretrain.storage.runs import MODEL_FILE, load_pretrained, save_pretrained
+from numpretrain.training.trainer import Trainer
 
 
 @dataclass
@@ -183,6 +185,8 @@ def finetune(options, log=print):
         value = getattr(options, name)
         if value is not None and value < 1:
             raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    # no validation batches: the test split is evaluated once, after training
+    config = train_config(options, log, eval_interval=options.max_iters)
     train, test, extra, labels = labelled_data(options)
     if options.labels:
         train = train[:options.labels]
@@ -197,10 +201,6 @@ def finetune(options, log=print):
         for p in model.body.parameters():
             p.requires_grad = False          # no gradient flows into the frozen body at all
         train_data = body_features(model, train_data)        # the body runs once, not at every step
-    config = TrainConfig(max_iters=options.max_iters, batch_size=options.batch_size, lr=options.lr,
-                         min_lr=options.min_lr, warmup_iters=min(options.warmup_iters, options.max_iters),
-                         weight_decay=options.weight_decay, grad_clip=options.grad_clip,
-                         eval_interval=options.max_iters, log_interval=options.log_interval, seed=options.seed)
     n = len(train)
     batch_size = min(options.batch_size, n)
 
@@ -234,7 +234,6 @@ def classify_texts(ckpt, texts):
     body = config.body_config
     max_length = body.block_size if config.body["model_type"] == "gpt" else body.max_position
     logits = predict_logits(model, encode(model, tokenizer, texts, max_length))      # (N, n_labels)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
+    probs, _ = stable_softmax(logits)                                               # (N, n_labels)
     names = config.labels or [str(i) for i in range(config.n_labels)]
     return [(text, names[int(p.argmax())], dict(zip(names, map(float, p)))) for text, p in zip(texts, probs)]

@@ -1,21 +1,96 @@
 """Pretraining runs: text -> tokenizer -> batches -> model -> Trainer, for GPT and for BERT.
 
 `python -m numpretrain pretrain-gpt` and `pretrain-bert` call these, and so do the demos.
-Options arrive as an argparse Namespace (see cli.py for their names and meanings).
+Options arrive as an argparse Namespace whose names are the config dataclasses' fields
+(cli.py builds one option per field): CorpusConfig and MaskingConfig below, GPTConfig's
+sizes, and TrainConfig, which `train_config` reads back from the options in one call.
+
+A run checks everything it can before it writes anything: a bad option, a corpus too short
+for the context or a model that cannot be built leaves no half-made --out folder behind.
 """
 
 import os
+from dataclasses import dataclass, fields
+from typing import Optional
 
 import numpy as np
 
-from numpretrain.data import CausalLMDataset, PretrainingBatcher, read_text_file, split_documents
+from numpretrain.data import (
+    MASK_PROB,
+    MAX_PREDICTIONS_PER_SEQ,
+    CausalLMDataset,
+    PretrainingBatcher,
+    read_text_file,
+    split_documents,
+)
 from numpretrain.data.builtin.corpus import corpus_text, generate_documents
-from numpretrain.errors import CheckpointError, DataError
+from numpretrain.errors import CheckpointError, ConfigError, DataError
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 from numpretrain.models.gpt import GPT, GPTConfig
-from numpretrain.storage.runs import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, check_fits_weights_file, load_config, save_config
+from numpretrain.storage.runs import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    check_fits_weights_file,
+    load_config,
+    save_config,
+)
 from numpretrain.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 from numpretrain.training.trainer import TrainConfig, Trainer
+
+
+@dataclass
+class CorpusConfig:
+    # The text a run trains on and its tokenizer; each field is an option (its comment, the --help).
+    corpus: Optional[str] = None  # a UTF-8 text file to train on (documents separated by blank lines);
+                                  # default: the built-in corpus
+    n_documents: int = 40_000     # documents of the built-in corpus to generate
+    corpus_seed: int = 0          # seed of the built-in corpus
+    review_share: float = 0.5     # share of reviews among the built-in corpus's documents
+    tokenizer: str = "char"       # character level or byte-level BPE
+    vocab_size: int = 512         # BPE vocabulary size
+
+
+@dataclass
+class MaskingConfig:
+    # BERT's pretraining tasks (pretrain-bert's options); the defaults are BERT's, see data/mlm.py.
+    mask_prob: float = MASK_PROB                    # share of tokens chosen for MLM
+    max_predictions: int = MAX_PREDICTIONS_PER_SEQ  # at most this many chosen tokens per sequence
+    no_nsp: bool = False                            # masked language modelling only, single segments
+
+
+def config_from_options(config_class, options, **values):
+    """A config dataclass from parsed options: each field taken from the option of the same name.
+
+    `values` set fields the caller decides itself; a field with neither keeps its default.
+    """
+    chosen = {f.name: getattr(options, f.name) for f in fields(config_class) if hasattr(options, f.name)}
+    return config_class(**{**chosen, **values})
+
+
+def fit_warmup(options, log=print):
+    """The run's warm-up: a default longer than --max-iters shortened to it; one the user typed, checked.
+
+    The default warm-up (100 steps) suits the default 1000-step run, but a short trial run
+    (`--max-iters 80`) never asked for it, so a default longer than the run is clamped to the
+    run: the warm-up lasts as long as the run allows. Clamped, not scaled to a share of the
+    run, because warm-up is there while AdamW's moment estimates settle, which takes a number
+    of steps, not a share of the run (and fine-tuning has always clamped). A warm-up the user
+    typed is theirs: longer than the run, it is an error naming both options.
+    """
+    warmup, run = options.warmup_iters, options.max_iters
+    if warmup <= run or run < 1:             # a run of no steps is TrainConfig's to refuse
+        return warmup
+    given = getattr(options, "given", None)  # the options typed on the command line (cli.py)
+    if given is None or "warmup_iters" in given:     # a Namespace not made by the parser: taken as chosen
+        raise ConfigError(f"--warmup-iters {warmup} is more than --max-iters {run}")
+    log(f"note: --warmup-iters shortened from the default {warmup} to {run} to fit --max-iters {run}")
+    return run
+
+
+def train_config(options, log=print, **values):
+    """The run's TrainConfig, read from its options, with the warm-up fitted to the run."""
+    return config_from_options(TrainConfig, options, **{"warmup_iters": fit_warmup(options, log), **values})
 
 
 def load_corpus(options):
@@ -27,18 +102,11 @@ def load_corpus(options):
     return corpus_text(documents), f"built-in corpus ({options.n_documents} documents, seed {options.corpus_seed})"
 
 
-def train_config(options):
-    return TrainConfig(max_iters=options.max_iters, batch_size=options.batch_size, lr=options.lr,
-                       min_lr=options.min_lr, warmup_iters=options.warmup_iters,
-                       weight_decay=options.weight_decay, beta1=options.beta1, beta2=options.beta2,
-                       grad_clip=options.grad_clip, grad_accum=options.grad_accum,
-                       eval_interval=options.eval_interval, eval_iters=options.eval_iters,
-                       log_interval=options.log_interval, seed=options.seed,
-                       skip_nonfinite=options.skip_nonfinite)
+def tokenizer_for_run(options, text, model_type):
+    """(tokenizer, saved model config or None): trained on the text for a new run, read back for --resume.
 
-
-def prepare_run_dir(options, text, model_type):
-    """The tokenizer for this run: trained on the text for a new run, read back for --resume."""
+    Writes nothing: the run folder is made by `start_run`, once the run is known to be able to start.
+    """
     out = options.out
     config_path = os.path.join(out, CONFIG_FILE)
     if os.path.exists(out) and not os.path.isdir(out):
@@ -52,28 +120,31 @@ def prepare_run_dir(options, text, model_type):
         return load_tokenizer(os.path.join(out, TOKENIZER_FILE)), saved
     if os.path.exists(config_path) and not options.resume:
         raise DataError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
-    os.makedirs(out, exist_ok=True)
     if getattr(options, "tokenizer", "char") == "bpe":
-        tokenizer = BPETokenizer.train(text, vocab_size=options.vocab_size)
-    else:
-        tokenizer = CharTokenizer.train(text)
+        return BPETokenizer.train(text, vocab_size=options.vocab_size), None
+    return CharTokenizer.train(text), None
+
+
+def start_run(out, tokenizer, model_config, train):
+    """Make the run folder of a new run: its tokenizer and its config (model and training)."""
+    os.makedirs(out, exist_ok=True)
     tokenizer.save(os.path.join(out, TOKENIZER_FILE))
-    return tokenizer, None
+    save_config(out, model_config, vars(train))
 
 
 def pretrain_gpt(options, log=print):
     """Train a GPT on the corpus; returns the Trainer (its model, history and run_dir)."""
+    train = train_config(options, log)       # bad options fail here, before the corpus is even made
     text, source = load_corpus(options)
-    tokenizer, saved_config = prepare_run_dir(options, text, "gpt")
+    tokenizer, saved_config = tokenizer_for_run(options, text, "gpt")
     dataset = CausalLMDataset(np.asarray(tokenizer.encode(text), dtype=np.int32), source=source)
     dataset.check_block_size(options.block_size, "train")
     dataset.check_block_size(options.block_size, "val")
-    config = saved_config or GPTConfig(vocab_size=tokenizer.vocab_size, block_size=options.block_size,
-                                       n_layer=options.n_layer, n_head=options.n_head, n_embd=options.n_embd,
-                                       dropout=options.dropout, norm_first=not options.post_ln)
-    train = train_config(options)
+    # options.vocab_size is the BPE option; the model's vocabulary is whatever the tokenizer ended with
+    config = saved_config or config_from_options(GPTConfig, options, vocab_size=tokenizer.vocab_size,
+                                                 norm_first=not options.post_ln)
     if saved_config is None:
-        save_config(options.out, config, vars(train))
+        start_run(options.out, tokenizer, config, train)
     model = GPT(config, rng=np.random.default_rng(options.seed))
     log(f"GPT: {model.num_parameters():,} parameters | {source}: {len(dataset.train_tokens):,} train / "
         f"{len(dataset.val_tokens):,} val tokens, vocabulary {tokenizer.vocab_size}")
@@ -101,18 +172,19 @@ def bert_loss(model, batch):
 
 def pretrain_bert(options, log=print):
     """Pretrain a BERT (MLM, plus NSP unless --no-nsp); returns the Trainer."""
+    train = train_config(options, log)       # bad options fail here, before the corpus is even made
     text, source = load_corpus(options)
-    tokenizer, saved_config = prepare_run_dir(options, text, "bert")
+    tokenizer, saved_config = tokenizer_for_run(options, text, "bert")
     documents = split_documents(text)
     batcher = PretrainingBatcher.from_tokenizer(
         documents, tokenizer, max_seq_length=options.block_size, next_sentence=not options.no_nsp,
         mask_prob=options.mask_prob, max_predictions=options.max_predictions, source=source)
-    config = saved_config or BertConfig(vocab_size=tokenizer.vocab_size, max_position=options.block_size,
-                                        n_layer=options.n_layer, n_head=options.n_head, n_embd=options.n_embd,
-                                        intermediate_size=4 * options.n_embd, dropout=options.dropout)
-    train = train_config(options)
+    # --block-size is BERT's longest input; its feed-forward is 4 x wide, as in BERT
+    config = saved_config or config_from_options(BertConfig, options, vocab_size=tokenizer.vocab_size,
+                                                 max_position=options.block_size,
+                                                 intermediate_size=4 * options.n_embd)
     if saved_config is None:
-        save_config(options.out, config, vars(train))
+        start_run(options.out, tokenizer, config, train)
     model = BertForPreTraining(config, rng=np.random.default_rng(options.seed))
     log(f"BERT: {model.num_parameters():,} parameters | {source}: {len(batcher.splits['train']):,} train / "
         f"{len(batcher.splits['val']):,} val documents, vocabulary {tokenizer.vocab_size}, "

@@ -7,21 +7,22 @@ one position at a time, most confident first, and judges sentence pairs.
 
 import numpy as np
 
-from numpretrain.models.bert import NSP_IS_NEXT
+from numpretrain.autograd.softmax import stable_softmax
 from numpretrain.autograd.tensor import no_grad
+from numpretrain.models.bert import NSP_IS_NEXT
 
 MASK_TOKEN = "[MASK]"
 
 
 def _log_softmax(logits):
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    _, lse = stable_softmax(logits)
+    return logits - lse
 
 
 def next_token_distribution(model, tokenizer, prompt, k=10):
     """The k most likely next tokens after prompt: [(token text, probability)]."""
     ids = np.asarray([tokenizer.encode(prompt)], dtype=np.int64)
-    probs = np.exp(_log_softmax(model.next_token_logits(ids[:, -model.config.block_size:])[0]))
+    probs, _ = stable_softmax(model.next_token_logits(ids[:, -model.config.block_size:])[0])
     top = np.argsort(-probs)[:k]
     return [(tokenizer.decode([int(i)]), float(probs[i])) for i in top]
 
@@ -73,7 +74,8 @@ def fill_mask(model, tokenizer, text, top_k=5):
         with no_grad():
             logits = model(current)["mlm_logits"].data[0]          # (T, V)
         logits[:, special] = -np.inf                               # never propose [PAD], [MASK] ...
-        return np.exp(_log_softmax(logits))
+        probs, _ = stable_softmax(logits)
+        return probs
 
     probs = probabilities(ids)
     candidates = {}
@@ -101,18 +103,6 @@ def nsp_probability(model, tokenizer, sentence_a, sentence_b):
     segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
     with no_grad():
         logits = model(np.asarray([ids]), np.asarray([segments]))["nsp_logits"].data[0]
-    return float(np.exp(_log_softmax(logits))[NSP_IS_NEXT])
-
-
-def mlm_accuracy_of(model, batches):
-    """Mean MLM and NSP accuracy over pretraining batches (as from PretrainingBatcher)."""
-    mlm, nsp = [], []
-    for batch in batches:
-        with no_grad():
-            out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                        batch["mlm_labels"], batch.get("nsp_labels"))
-        mlm.append(out["mlm_accuracy"])
-        if "nsp_accuracy" in out:
-            nsp.append(out["nsp_accuracy"])
-    return float(np.mean(mlm)), (float(np.mean(nsp)) if nsp else None)
+    probs, _ = stable_softmax(logits)
+    return float(probs[NSP_IS_NEXT])
 

@@ -4,8 +4,10 @@
     ops.py        primitive ops (arithmetic, matmul, reductions, shapes, indexing, where), each
                   forward with its backward right beneath it
     softmax.py    softmax, log_softmax, logsumexp, cross_entropy (the one stable log-sum-exp)
-    layer_norm.py, gelu.py, erf.py, dropout.py, embedding.py, attention.py
-                  fused ops: one graph node each, backward derived by hand (docs/gradients.md)
+    layer_norm.py, gelu.py, dropout.py, embedding.py, linear.py, attention.py
+                  fused ops: one graph node each, backward derived by hand (docs/gradients.md);
+                  each a plain forward / backward pair, run by the op through speed/ in one line
+    erf.py        erf to float64 precision (NumPy has none; BERT's exact GELU needs it)
     functional.py all the ops under one name, `F` in the docs
     gradcheck.py  central finite differences in float64
     graph.py      the graph as text or Graphviz DOT;  capture.py: named activations and their grads

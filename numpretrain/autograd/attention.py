@@ -1,23 +1,30 @@
-"""The attention core as one fused op: scores, mask, softmax, dropout and the weighted sum of values.
+"""Multi-head self-attention as one op: scores, mask, softmax, dropout and the weighted sum of values.
 
     scores = q k^T / sqrt(hs)        (B, nh, T, Tk)
     probs  = softmax(scores + mask)  masked keys get -inf, hence probability exactly 0
     y      = dropout(probs) v        (B, nh, T, hs), heads merged back to (B, T, C)
 
-Written as a single graph node because its backward is the most instructive one in the
-model (derived term by term below) and because fusing it avoids materialising a dozen
-intermediate (B, nh, T, Tk) tensors. The same computation built from primitive ops
-lives in nn/attention.py (used when you ask for the attention probabilities as a
-tensor with a gradient); tests/test_attention.py checks that both agree and gradchecks
+One graph node, because its backward is the most instructive one in the model (derived term
+by term in `attention_backward` and docs/gradients.md) and because fusing it avoids a dozen
+intermediate (B, nh, T, Tk) tensors. The same computation from primitive ops lives in
+nn/self_attention.py (`_attend_composite`, taken when you ask for the probabilities as a
+tensor with a gradient); tests/test_attention_core.py checks that both agree and gradchecks
 this one in float64.
+
+Each sequence attends only within itself, so `attention_forward` / `attention_backward` work
+on a block of sequences. The op computes exactly them, straight into its buffers
+(speed/kernels.py, the same bits), over the batch (on all cores for large batches,
+speed/threads.py, the same bits again).
 """
 
 import math
 
 import numpy as np
 
-from numpretrain.speed import threads as parallel
+from numpretrain.autograd.dropout import dropout_mask
+from numpretrain.autograd.softmax import stable_softmax
 from numpretrain.autograd.tensor import Tensor
+from numpretrain.speed import kernels, threads
 
 
 def allowed_keys(n_queries, n_keys, causal, key_padding_mask):
@@ -36,24 +43,51 @@ def allowed_keys(n_queries, n_keys, causal, key_padding_mask):
     return allowed
 
 
-def attention_probs(q, k, allowed, out=None):
-    """softmax(q k^T / sqrt(hs)) over allowed keys, as plain arrays; a row with no key allowed is 0.
+def attention_probs(q, k, allowed):
+    """softmax(q k^T / sqrt(hs)) over the allowed keys; a row with no key allowed is 0.
 
-    q: (B, nh, Tq, hs), k: (B, nh, Tk, hs) -> (B, nh, Tq, Tk), computed in place in `out`
-    (a new array if None).
+    q: (b, nh, Tq, hs), k: (b, nh, Tk, hs), allowed: broadcastable to (b, nh, Tq, Tk) or None.
     """
-    probs = np.matmul(q, k.swapaxes(-1, -2), out=out)    # (B, nh, Tq, Tk)
-    probs *= 1.0 / math.sqrt(q.shape[-1])
+    scores = q @ k.swapaxes(-1, -2)                      # (b, nh, Tq, Tk)
+    scores *= 1.0 / math.sqrt(q.shape[-1])
     if allowed is not None:
-        np.copyto(probs, -np.inf, where=~allowed)
-    peak = probs.max(axis=-1, keepdims=True)
-    peak[~np.isfinite(peak)] = 0                         # a fully masked row: exp(-inf) = 0, not NaN
-    probs -= peak
-    np.exp(probs, out=probs)
-    total = probs.sum(axis=-1, keepdims=True)
-    total[total == 0] = 1
-    probs /= total
+        np.copyto(scores, -np.inf, where=~allowed)
+    probs, _ = stable_softmax(scores, out=scores)        # in place: the scores are not needed again
     return probs
+
+
+def softmax_in_place(scores):
+    """scores -> their softmax over the last axis, in place (for speed/kernels.py)."""
+    stable_softmax(scores, out=scores)
+
+
+def attention_forward(q, k, v, allowed, keep=None):
+    """One block of sequences: q, k, v (b, nh, T, hs) -> y (b, nh, T, hs) and probs (b, nh, T, T).
+
+    keep: dropout's scaled keep-mask on the probabilities (b, nh, T, T), or None.
+    """
+    probs = attention_probs(q, k, allowed)
+    dropped = probs if keep is None else probs * keep
+    return dropped @ v, probs
+
+
+def attention_backward(gy, q, k, v, probs, keep=None):
+    """gy (b, nh, T, hs), the gradient of y -> (dq, dk, dv), each (b, nh, T, hs)."""
+    hs = q.shape[-1]
+    dropped = probs if keep is None else probs * keep
+    # y = dropped v  =>  d dropped = gy v^T,  dv = dropped^T gy
+    dv = dropped.swapaxes(-1, -2) @ gy
+    dprobs = gy @ v.swapaxes(-1, -2)                     # (b, nh, T, T)
+    if keep is not None:
+        dprobs *= keep                                   # dropout passes gradients where it kept
+    # softmax: d scores_j = p_j (d p_j - sum_i p_i d p_i); masked keys have p = 0, so they get 0.
+    # (The row sums by np.einsum, without forming the (b, nh, T, T) product.)
+    dscores = dprobs
+    dscores -= np.einsum("bhqk,bhqk->bhq", dprobs, probs)[..., None]
+    dscores *= probs
+    dscores *= 1.0 / math.sqrt(hs)                       # scores = q k^T / sqrt(hs)
+    # scores = q k^T  =>  dq = d scores k,  dk = d scores^T q
+    return dscores @ k, dscores.swapaxes(-1, -2) @ q, dv
 
 
 def merge_heads(y):
@@ -71,62 +105,44 @@ def split_qkv(qkv, n_head):
 
 
 def self_attention(qkv, n_head, causal=False, key_padding_mask=None, dropout=0.0, rng=None, training=False):
-    """Multi-head self-attention from the fused projection qkv (B, T, 3C) -> y (B, T, C).
+    """Multi-head self-attention from the fused projection qkv (B, T, 3C) -> (y (B, T, C), probs).
 
     key_padding_mask: (B, T) bool, True at real tokens. Dropout on the probabilities needs `rng`.
+    probs (B, nh, T, T) is returned as an array, for plotting.
     """
     B, T, three_C = qkv.shape
     if three_C % (3 * n_head):
         raise ValueError(f"self_attention: qkv width {three_C} is not 3 * n_head * head_size for n_head={n_head}")
     if key_padding_mask is not None and np.shape(key_padding_mask) != (B, T):
         raise ValueError(f"self_attention: key_padding_mask must have shape {(B, T)}, got {np.shape(key_padding_mask)}")
-    q, k, v = split_qkv(qkv.data, n_head)               # each (B, nh, T, hs)
-    hs = q.shape[-1]
+    if training and dropout > 0 and rng is None:
+        raise ValueError("self_attention: training with dropout > 0 needs rng, a numpy.random.Generator")
+    q, k, v = split_qkv(qkv.data, n_head)                # each (B, nh, T, hs)
     allowed = allowed_keys(T, T, causal, key_padding_mask)   # (B or 1, 1, T, T) or None
-    keep = None
-    if training and dropout > 0:
-        if rng is None:
-            raise ValueError("self_attention: training with dropout > 0 needs rng, a numpy.random.Generator")
-        keep = (rng.random((B, n_head, T, T), dtype=np.float32) >= dropout) * np.asarray(1 / (1 - dropout), q.dtype)
-    probs = np.empty((B, n_head, T, T), dtype=q.dtype)   # saved for backward
-    dropped = probs if keep is None else np.empty_like(probs)   # saved: what multiplied v
-    y = np.empty((B, T, n_head, hs), dtype=q.dtype)     # (B, T, nh, hs): heads merged ...
-    y_heads = y.transpose(0, 2, 1, 3)                    # ... as the product writes them (no copy)
+    keep = dropout_mask((B, n_head, T, T), dropout, rng, q.dtype) if training and dropout > 0 else None
+    probs = np.empty((B, n_head, T, T), dtype=q.dtype)   # saved for backward, with keep
+    y = np.empty((B, T, n_head, q.shape[-1]), dtype=q.dtype)   # heads merged ...
+    y_heads = y.transpose(0, 2, 1, 3)                    # ... (B, nh, T, hs) is a view of it
 
-    # Each sequence of the batch attends only within itself, so the work is split over
-    # blocks of sequences, one per thread (parallel.py).
-    def mask_of(b):
+    def mask_for(b):                                     # b: a slice of the batch
         return None if allowed is None else allowed[b] if len(allowed) == B else allowed
 
-    def forward_block(b):                                # b: a slice of the batch
-        attention_probs(q[b], k[b], mask_of(b), out=probs[b])
-        if keep is not None:
-            np.multiply(probs[b], keep[b], out=dropped[b])
-        np.matmul(dropped[b], v[b], out=y_heads[b])
+    def forward_rows(b):                                 # attention_forward, into the op's buffers (speed/kernels.py)
+        kernels.attention_forward(y_heads[b], probs[b], q[b], k[b], v[b], mask_for(b),
+                                  None if keep is None else keep[b], softmax_in_place)
 
-    parallel.for_each_row_block(forward_block, B, probs.size)
-    y = y.reshape(B, T, three_C // 3)                    # (B, T, C)
+    threads.for_each_row_block(forward_rows, B, probs.size)
 
     def backward(g):                                     # g: (B, T, C)
-        gy = g.reshape(B, T, n_head, hs).transpose(0, 2, 1, 3)          # (B, nh, T, hs)
-        gqkv = np.empty((B, T, 3, n_head, hs), dtype=g.dtype)
-        gq, gk, gv = gqkv.transpose(2, 0, 3, 1, 4)                      # views to write into
+        gy = g.reshape(B, T, n_head, -1).transpose(0, 2, 1, 3)        # (B, nh, T, hs)
+        gqkv = np.empty((B, T, 3, n_head, q.shape[-1]), dtype=g.dtype)
+        gq, gk, gv = gqkv.transpose(2, 0, 3, 1, 4)                    # views to write into
 
-        def backward_block(b):
-            # y = dropped @ v  =>  d dropped = gy v^T,  d v = dropped^T gy
-            np.matmul(dropped[b].swapaxes(-1, -2), gy[b], out=gv[b])
-            gprobs = gy[b] @ v[b].swapaxes(-1, -2)                      # (b, nh, T, T)
-            if keep is not None:
-                gprobs *= keep[b]                                       # dropout passes grads where it kept
-            # softmax: d scores_j = p_j (d p_j - sum_i p_i d p_i); masked keys have p = 0, so get 0
-            gprobs -= np.einsum("bhqk,bhqk->bhq", gprobs, probs[b])[..., None]  # (no (b, nh, T, T) temporary)
-            gprobs *= probs[b]
-            gprobs *= 1.0 / math.sqrt(hs)                               # scores = q k^T / sqrt(hs)
-            # scores = q k^T  =>  d q = d scores k,  d k = d scores^T q
-            np.matmul(gprobs, k[b], out=gq[b])
-            np.matmul(gprobs.swapaxes(-1, -2), q[b], out=gk[b])
+        def backward_rows(b):                            # attention_backward, into the gradient's views
+            kernels.attention_backward(gq[b], gk[b], gv[b], gy[b], q[b], k[b], v[b], probs[b],
+                                       None if keep is None else keep[b])
 
-        parallel.for_each_row_block(backward_block, B, probs.size)
+        threads.for_each_row_block(backward_rows, B, probs.size)
         return (gqkv.reshape(B, T, three_C),)
 
-    return Tensor.from_op(y, (qkv,), backward, "self_attention"), probs
+    return Tensor.from_op(y.reshape(B, T, three_C // 3), (qkv,), backward, "self_attention"), probs

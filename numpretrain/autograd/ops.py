@@ -295,3 +295,31 @@ def relu(a):
     def backward(g):
         return (g * (a.data > 0),)
     return Tensor.from_op(np.maximum(a.data, 0), (a,), backward, "relu")
+
+
+# ----- selection by a mask -----
+
+def where(condition, a, b):
+    """a where condition is True, else b (all three broadcast together)."""
+    condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    like = a if isinstance(a, Tensor) else b
+    a, b = as_tensor(a, like), as_tensor(b, like)
+    def backward(g):
+        ga = unbroadcast(np.where(condition, g, 0), a.shape) if a.requires_grad else None
+        gb = unbroadcast(np.where(condition, 0, g), b.shape) if b.requires_grad else None
+        return ga, gb
+    return Tensor.from_op(np.where(condition, a.data, b.data), (a, b), backward, "where")
+
+
+def masked_fill(x, mask, value):
+    """x with `value` wherever the boolean mask is True; no gradient flows through filled places."""
+    mask = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
+    if mask.dtype != bool:
+        raise TypeError(f"masked_fill: the mask must be boolean, got dtype {mask.dtype}")
+    try:
+        np.broadcast_shapes(mask.shape, x.shape)
+    except ValueError:
+        raise ValueError(f"masked_fill: a mask of shape {mask.shape} cannot be broadcast against {x.shape}") from None
+    def backward(g):
+        return (unbroadcast(np.where(mask, 0, g), x.shape),)  # a larger mask broadcast x up: sum back
+    return Tensor.from_op(np.where(mask, np.asarray(value, dtype=x.dtype), x.data), (x,), backward, "masked_fill")

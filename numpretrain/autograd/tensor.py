@@ -1,7 +1,7 @@
 """Tensor: an ndarray that remembers how it was made, and reverse-mode autodiff over it.
 
 A Tensor made by an op keeps its parents and a `backward` closure written right
-beneath the op's forward (see ops.py and functional.py). `loss.backward()` sorts
+beneath the op's forward (see ops.py and the fused ops' files). `loss.backward()` sorts
 the graph topologically (iteratively, so deep graphs are fine) and walks it in
 reverse, handing each node's gradient to its closure, which returns one gradient
 per parent, shaped exactly like that parent.
@@ -202,7 +202,7 @@ class Tensor:
     def zero_grad(self):
         self.grad = None
 
-    # ----- operators: thin wrappers over ops.py / functional.py -----
+    # ----- operators: thin wrappers over ops.py -----
     def __add__(self, other): return ops.add(self, other)
     def __radd__(self, other): return ops.add(other, self)
     def __sub__(self, other): return ops.sub(self, other)

@@ -5,32 +5,12 @@
   mlm.py         BERT masking: 15% chosen, 80/10/10, labels only where chosen
   nsp.py         BERT sequences (sentence pairs / single segments) and the batcher
   classify.py    labelled files, label vocabularies, classification batches
-  corpus.py      the built-in Chinese "mini world" corpus (documents of sentences)
+  baselines.py   the yardsticks to beat: unigram and bigram losses, a bag-of-characters classifier
+  builtin/       the built-in Chinese "mini world" corpus (documents of sentences), its reviews and probes
 
 Every builder takes an explicit numpy.random.Generator: the same seed gives the same batches.
+Imports: errors, autograd (for IGNORE_INDEX) and tokenizers (for the special-token ids).
 """
-
-from numpretrain.data.classify import (
-    LabelledExample,
-    LabelVocabulary,
-    encode_for_bert,
-    encode_for_gpt,
-    load_labelled_file,
-    minibatches,
-    save_labelled_file,
-)
-from numpretrain.data.lm import CausalLMDataset
-from numpretrain.data.mlm import IGNORE_INDEX, MASK_PROB, MAX_PREDICTIONS_PER_SEQ, mask_tokens
-from numpretrain.data.nsp import (
-    IS_NEXT,
-    NOT_NEXT,
-    PretrainingBatcher,
-    create_pair_examples,
-    create_single_examples,
-    encode_documents,
-    truncate_seq_pair,
-)
-from numpretrain.data.text_files import read_text_file, split_documents
 
 # ---- the built-in corpus: a seeded Chinese "mini world" (corpus.py, world.py, reviews.py, probes.py) ----
 from numpretrain.data.baselines import BagOfCharacters
@@ -45,3 +25,23 @@ from numpretrain.data.builtin.reviews import (
     review_dataset,
     split_adjectives,
 )
+from numpretrain.data.classify import (
+    LabelledExample,
+    LabelVocabulary,
+    encode_for_bert,
+    encode_for_gpt,
+    load_labelled_file,
+    save_labelled_file,
+)
+from numpretrain.data.lm import CausalLMDataset
+from numpretrain.data.mlm import IGNORE_INDEX, MASK_PROB, MAX_PREDICTIONS_PER_SEQ, mask_tokens
+from numpretrain.data.nsp import (
+    IS_NEXT,
+    NOT_NEXT,
+    PretrainingBatcher,
+    create_pair_examples,
+    create_single_examples,
+    encode_documents,
+    truncate_seq_pair,
+)
+from numpretrain.data.text_files import read_text_file, split_documents

@@ -281,24 +281,3 @@ def encode_for_gpt(texts, tokenizer, max_length, label_ids=None):
         examples.append(PretrainingExample(ids, segments))
     return _finish(examples, tokenizer, max_length, label_ids)
 
-
-def num_examples(data):
-    return len(data["input_ids"])
-
-
-def take(data, indices):
-    """The rows `indices` of every array of an encoded set."""
-    return {key: value[indices] for key, value in data.items()}
-
-
-def minibatches(data, batch_size, rng=None, drop_last=False):
-    """Yield batches (dicts of arrays) covering an encoded set once.
-
-    With a numpy.random.Generator the order is shuffled (training); without
-    one it is the file order (evaluation).
-    """
-    n = num_examples(data)
-    order = np.arange(n) if rng is None else rng.permutation(n)
-    stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        yield take(data, order[start : start + batch_size])

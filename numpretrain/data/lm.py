@@ -13,7 +13,7 @@ evaluation during a run (and across runs) sees the very same windows.
 
 import numpy as np
 
-from numpretrain.errors import ConfigError, DataError
+from numpretrain.errors import ConfigError, DataError, check_ids_in_range
 
 VAL_FRACTION = 0.1  # nanoGPT's default held-out share (its shakespeare_char prepare.py)
 
@@ -45,10 +45,7 @@ class CausalLMDataset:
             raise DataError(f"{source}: token ids must be integers, got dtype {tokens.dtype}")
         if not 0.0 <= val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        low, high = int(tokens.min()), int(tokens.max())
-        if low < 0 or (vocab_size is not None and high >= vocab_size):
-            bad = low if low < 0 else high
-            raise DataError(f"{source}: token id {bad} is out of range for a vocabulary of {vocab_size} tokens")
+        check_ids_in_range(tokens, vocab_size, where=source, error=DataError)
         n_val = int(round(len(tokens) * val_fraction))
         self.source = source
         self.val_fraction = val_fraction

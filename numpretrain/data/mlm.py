@@ -23,8 +23,8 @@ word of its own, which is the default.
 
 import numpy as np
 
-from numpretrain.errors import ConfigError, DataError
 from numpretrain.autograd.functional import IGNORE_INDEX  # label of positions without a prediction
+from numpretrain.errors import ConfigError, DataError, check_ids_in_range
 from numpretrain.tokenizers.char import FIRST_NON_SPECIAL_ID  # ids below it: [PAD] [UNK] [CLS] [SEP] [MASK]
 
 # BERT paper, section 3.1 "Task #1: Masked LM": 15% of tokens are chosen, and
@@ -129,9 +129,7 @@ def mask_tokens(
         raise ConfigError(f"max_predictions must be at least 1, got {max_predictions}")
     if not first_non_special_id < vocab_size:
         raise ConfigError(f"no ordinary tokens: first_non_special_id={first_non_special_id}, vocab_size={vocab_size}")
-    if input_ids.size and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
-        bad = input_ids.min() if input_ids.min() < 0 else input_ids.max()
-        raise DataError(f"token id {bad} is out of range for a vocabulary of {vocab_size} tokens")
+    check_ids_in_range(input_ids, vocab_size, where="mask_tokens", error=DataError)
 
     if special_mask is None:
         eligible = input_ids >= first_non_special_id  # (B, T)

@@ -15,8 +15,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from numpretrain.autograd import functional as F
+from numpretrain.errors import check_ids_in_range
 from numpretrain.models.config import ModelConfig
-from numpretrain.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, Parameter, TransformerBlock, init_weights
+from numpretrain.nn import (
+    Dropout,
+    Embedding,
+    LayerNorm,
+    Linear,
+    Module,
+    ModuleList,
+    Parameter,
+    TransformerBlock,
+    init_weights,
+)
 
 NSP_IS_NEXT, NSP_NOT_NEXT = 0, 1   # Hugging Face's labels: 0 = "B follows A", 1 = "B is random"
 
@@ -76,9 +87,7 @@ class BertModel(Module):
         c = self.config
         if ids.shape[1] > c.max_position:
             raise ValueError(f"sequence of {ids.shape[1]} tokens is longer than max_position={c.max_position}")
-        if ids.size and (ids.min() < 0 or ids.max() >= c.vocab_size):
-            bad = ids[(ids < 0) | (ids >= c.vocab_size)][0]
-            raise ValueError(f"token id {bad} is out of range for a vocabulary of {c.vocab_size}")
+        check_ids_in_range(ids, c.vocab_size, where="BERT")
         token_type_ids = np.zeros_like(ids) if token_type_ids is None else np.asarray(token_type_ids)
         if token_type_ids.shape != ids.shape or (token_type_ids.size and (
                 token_type_ids.min() < 0 or token_type_ids.max() >= c.type_vocab_size)):

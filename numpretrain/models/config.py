@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from numpretrain.errors import ConfigError
+from numpretrain.errors import ConfigError, check_heads_divide_width
 
 
 class ModelConfig:
@@ -23,8 +23,7 @@ class ModelConfig:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ConfigError(f"{name}.{field} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"{name}: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        check_heads_divide_width(self.n_embd, self.n_head, name)
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"{name}.dropout must be in [0, 1), got {self.dropout}")
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from numpretrain.autograd import functional as F
-from numpretrain.models.config import ModelConfig
-from numpretrain.nn import (Dropout, Embedding, KVCache, LayerNorm, Module, ModuleList, TransformerBlock,
-                  init_weights)
+from numpretrain.autograd.softmax import stable_softmax
 from numpretrain.autograd.tensor import no_grad
+from numpretrain.errors import check_ids_in_range
+from numpretrain.models.config import ModelConfig
+from numpretrain.nn import Dropout, Embedding, KVCache, LayerNorm, Module, ModuleList, TransformerBlock, init_weights
 
 
 @dataclass
@@ -23,11 +24,12 @@ class GPTConfig(ModelConfig):
     size_fields = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
 
     vocab_size: int = 512        # tokens in the vocabulary (the tokenizer decides)
-    block_size: int = 64         # longest context the model can see
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0         # on embeddings, attention probabilities and residual branches
+    block_size: int = 64         # context length in tokens: the longest sequence the model sees
+    n_layer: int = 4             # Transformer blocks
+    n_head: int = 4              # attention heads per block
+    n_embd: int = 128            # model width C; each head gets C / n_head channels
+    dropout: float = 0.0         # dropout probability on embeddings, attention probabilities
+                                 # and residual branches
     bias: bool = True            # biases in Linear layers and LayerNorms' shift
     norm_first: bool = True      # True: GPT-2 (pre-LN, final ln_f); False: GPT-1 (post-LN, no ln_f)
     layer_norm_eps: float = 1e-5
@@ -64,9 +66,7 @@ class GPT(Module):
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
             raise ValueError(f"GPT expects token ids as an integer array of shape (B, T), got "
                              f"shape {ids.shape} and dtype {ids.dtype}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
-            bad = ids[(ids < 0) | (ids >= self.config.vocab_size)][0]
-            raise ValueError(f"token id {bad} is out of range for a vocabulary of {self.config.vocab_size}")
+        check_ids_in_range(ids, self.config.vocab_size, where="GPT")
         if past_length + ids.shape[1] > self.config.block_size:
             raise ValueError(f"sequence of {past_length + ids.shape[1]} tokens is longer than "
                              f"block_size={self.config.block_size}")
@@ -96,9 +96,6 @@ class GPT(Module):
 
     # ----- generation -----
 
-    def new_kv_caches(self):
-        return [KVCache() for _ in self.h]
-
     def next_token_logits(self, ids, kv_caches=None):
         """Logits (B, V) of the token after `ids` (B, T), as float arrays, without building a graph.
 
@@ -125,7 +122,7 @@ class GPT(Module):
         block_size = self.config.block_size
         was_training = self.training
         self.eval()
-        caches = self.new_kv_caches() if use_cache else None
+        caches = KVCache.for_layers(len(self.h)) if use_cache else None
         seen = 0                                     # tokens whose keys and values are in the caches
         try:
             for _ in range(max_new_tokens):
@@ -154,8 +151,7 @@ def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None, greedy=Fal
         top_k = min(int(top_k), logits.shape[-1])
         kth = np.sort(logits, axis=-1)[:, -top_k][:, None]
         logits = np.where(logits < kth, -np.inf, logits)
-    probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    probs /= probs.sum(axis=-1, keepdims=True)
+    probs, _ = stable_softmax(logits)                                     # (B, V)
     if top_p is not None and top_p < 1:
         # keep the most probable tokens until their total reaches top_p (always at least one)
         order = np.argsort(-probs, axis=-1)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from numpretrain.autograd import functional as F
-from numpretrain.errors import CheckpointError, ConfigError
-from numpretrain.nn import Dropout, Linear, Module, init_weights
 from numpretrain.autograd.tensor import Tensor
+from numpretrain.errors import CheckpointError, ConfigError
 from numpretrain.models.bert import BertConfig, BertModel
 from numpretrain.models.gpt import GPT, GPTConfig
+from numpretrain.nn import Dropout, Linear, Module, init_weights
 
 LM_WEIGHT = 0.5  # the GPT paper's lambda for the auxiliary language-modelling loss (section 3.2)
 
@@ -82,7 +82,7 @@ class SequenceClassifier(Module):
     """What both heads share: dropout + linear on one (B, C) vector per text, and its cross-entropy.
 
     forward(batch) reads the body unless the batch carries "features" (B, C): a frozen body's
-    vectors, computed once by `body_features` (finetune.py does this for a linear probe), so
+    vectors, computed once by `body_features` (app/finetune.py does this for a linear probe), so
     training the head alone never runs the body again.
     """
 

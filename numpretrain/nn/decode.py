@@ -9,20 +9,17 @@ they run only under no_grad(). TransformerBlock.forward takes this path when it 
 kv_cache in eval mode; tests/test_transformer.py checks it against the full forward pass.
 """
 
-import numpy as np
-
-from numpretrain.autograd.attention import allowed_keys, attention_probs, merge_heads, split_qkv
-from numpretrain.autograd.functional import GELU_TANH_COEFF, SQRT_2_OVER_PI, normal_cdf
+from numpretrain.autograd.attention import allowed_keys, attention_forward, merge_heads, split_qkv
+from numpretrain.autograd.dropout import dropout_mask
+from numpretrain.autograd.gelu import gelu_erf_forward, gelu_tanh_forward
+from numpretrain.autograd.layer_norm import layer_norm_forward
 from numpretrain.autograd.tensor import is_grad_enabled
 
 
 def layer_norm(x, ln):
-    """x (..., C) normalised over its last axis, then scaled and shifted by the LayerNorm `ln`."""
-    n = x.shape[-1]                                 # (sum / n: np.mean costs twice as much on one row)
-    centered = x - x.sum(axis=-1, keepdims=True) / n
-    variance = (centered * centered).sum(axis=-1, keepdims=True) / n
-    centered /= np.sqrt(variance + ln.eps)
-    return centered * ln.weight.data + ln.bias.data
+    """x (..., C) normalised over its last axis by the LayerNorm `ln`: the op's own forward."""
+    out, _, _ = layer_norm_forward(x.reshape(-1, x.shape[-1]), ln.weight.data, ln.bias.data, ln.eps)
+    return out.reshape(x.shape)
 
 
 def linear(x, lin):
@@ -34,10 +31,9 @@ def linear(x, lin):
 
 
 def gelu(x, approximate):
-    """x * Phi(x): the tanh form (GPT) or the exact erf form (approximate="none", BERT)."""
-    if approximate == "tanh":
-        return 0.5 * x * (1 + np.tanh(SQRT_2_OVER_PI * (x + GELU_TANH_COEFF * x * x * x)))
-    return x * normal_cdf(x)
+    """x * Phi(x): the tanh form (GPT) or the exact erf form (approximate="none", BERT), as the op computes it."""
+    out, _ = gelu_tanh_forward(x) if approximate == "tanh" else gelu_erf_forward(x)
+    return out
 
 
 def check_cached_input(attn, shape, key_padding_mask):
@@ -65,13 +61,13 @@ def attention(x, attn, cache, key_padding_mask=None):
     keys, values = cache.append(k, v, key_padding_mask)            # (B, nh, past + T, hs)
     # query i of the new ones sits at position past + i and sees keys 0 .. past + i
     allowed = allowed_keys(T, past + T, True, cache.key_padding_mask)   # (B or 1, 1, T, past + T)
-    probs = attention_probs(q, keys, allowed)                      # (B, nh, T, past + T)
-    attn.record_probs(probs)
     p = attn.attn_dropout.p
+    keep = None
     if attn.training and p > 0:                                    # dropout drawn as the fused op draws it
-        keep = attn.rng.random(probs.shape, dtype=np.float32) >= p
-        probs = probs * (keep * np.asarray(1 / (1 - p), probs.dtype))
-    return linear(merge_heads(probs @ values), attn.c_proj)       # (B, T, C)
+        keep = dropout_mask((q.shape[0], q.shape[1], T, past + T), p, attn.rng, q.dtype)
+    y, probs = attention_forward(q, keys, values, allowed, keep)   # (B, nh, T, hs), (B, nh, T, past + T)
+    attn.record_probs(probs)
+    return linear(merge_heads(y), attn.c_proj)                     # (B, T, C)
 
 
 def mlp(x, module):

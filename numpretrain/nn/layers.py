@@ -1,4 +1,4 @@
-"""The basic layers: Linear (with its fused op), Embedding, LayerNorm, Dropout, GELU.
+"""The basic layers: Linear, Embedding, LayerNorm, Dropout, GELU (their ops are in autograd/).
 
 Weight layout. `Linear.weight` is stored (in_features, out_features), so the forward
 pass is `x @ W + b`: one GEMM with no transpose. This is GPT-2's layout (its `Conv1D`
@@ -12,9 +12,9 @@ so `capture(...)` and the graph printers can find it.
 import numpy as np
 
 from numpretrain.autograd import functional as F
-from numpretrain.errors import ConfigError
 from numpretrain.autograd.ops import as_tensor
 from numpretrain.autograd.tensor import Tensor
+from numpretrain.errors import ConfigError, check_ids_in_range
 from numpretrain.nn.init import INIT_STD, default_generator, normal_, ones_, zeros_
 from numpretrain.nn.module import Module, Parameter
 
@@ -42,36 +42,7 @@ def _check_input(module, x, width, like):
     return x
 
 
-# ----- Linear: one fused op, one GEMM each way -----
-
-def linear(x, weight, bias=None):
-    """x @ weight + bias over the last axis of x (any leading shape), weight (in, out).
-
-    The leading axes are flattened so BLAS sees one large GEMM, (N, in) @ (in, out) with
-    N = B*T, in the forward and in each of the two backward products (measured on a
-    (16, 64, 128) x (128, 384) float32 case: ~1.3x faster forward and ~4x faster weight
-    gradient than a batched matmul whose gradient is then summed over the batch).
-    Saved for backward: the flattened input x2 (for the weight gradient) and the weight.
-    """
-    n_in, n_out = weight.shape
-    x2 = x.data.reshape(-1, n_in)                       # (N, in), a view when x is contiguous
-    out = x2 @ weight.data                              # (N, out)
-    if bias is not None:
-        F.rowwise(np.add, out, bias.data, out)          # out += bias, faster (see rowwise)
-
-    def backward(g):                                    # g: (..., out)
-        g2 = g.reshape(-1, n_out)                       # (N, out)
-        # out = x W + b  =>  dx = g W^T,  dW = x^T g (summed over all N rows),  db = sum over rows of g
-        gx = (g2 @ weight.data.T).reshape(x.shape) if x.requires_grad else None
-        gw = x2.T @ g2 if weight.requires_grad else None
-        if bias is None:
-            return gx, gw
-        gb = F.ones(len(g2), g2.dtype) @ g2 if bias.requires_grad else None
-        return gx, gw, gb
-
-    parents = (x, weight) if bias is None else (x, weight, bias)
-    return Tensor.from_op(out.reshape(x.shape[:-1] + (n_out,)), parents, backward, "linear")
-
+# ----- Linear: x @ W + b by the fused op F.linear (autograd/linear.py) -----
 
 class Linear(Module):
     """y = x @ weight + bias, with weight (in_features, out_features) (see the file's docstring)."""
@@ -92,7 +63,7 @@ class Linear(Module):
 
     def forward(self, x):
         x = _check_input(self, x, self.in_features, self.weight)  # (..., in)
-        return self.name_output(linear(x, self.weight, self.bias))  # (..., out)
+        return self.name_output(F.linear(x, self.weight, self.bias))  # (..., out)
 
     def extra_repr(self):
         return f"{self.in_features} -> {self.out_features}, bias={self.bias is not None}"
@@ -122,19 +93,10 @@ class Embedding(Module):
 
     def forward(self, ids):
         ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
-        if ids.dtype.kind in "iu" and ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
-            bad = ids[(ids < 0) | (ids >= self.num_embeddings)][0]
-            raise IndexError(f"Embedding {self.path!r}: id {bad} is out of range; ids must be in "
-                             f"[0, {self.num_embeddings}) for this table of {self.num_embeddings} rows")
-        out = F.embedding(self.weight, ids)             # (..., C)
-        if self.padding_idx is not None and out.requires_grad:
-            lookup_backward = out._backward
-            def backward(g):                            # the lookup's gradient, minus the padding row
-                (grad,) = lookup_backward(g)
-                grad[self.padding_idx] = 0
-                return (grad,)
-            out._backward = backward
-        return self.name_output(out)
+        if ids.dtype.kind in "iu":                      # (other dtypes: F.embedding refuses them)
+            check_ids_in_range(ids, self.num_embeddings, what="id", where=f"Embedding {self.path!r}",
+                               error=IndexError)
+        return self.name_output(F.embedding(self.weight, ids, self.padding_idx))   # (..., C)
 
     def extra_repr(self):
         padding = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"

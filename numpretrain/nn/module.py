@@ -29,8 +29,8 @@ from collections import namedtuple
 
 import numpy as np
 
-from numpretrain.errors import CheckpointError
 from numpretrain.autograd.tensor import SUPPORTED_FLOAT_DTYPES, Tensor
+from numpretrain.errors import CheckpointError
 
 DEFAULT_SEED = 0  # the seed of a model's dropout generator until set_rng is called
 
@@ -192,13 +192,6 @@ class Module:
 
     # ----- walking the tree -----
 
-    def named_children(self):
-        yield from self._named_children()
-
-    def children(self):
-        for _, child in self._named_children():
-            yield child
-
     def named_modules(self, prefix=""):
         """(dotted name, module) for this module ("") and every descendant, each module once."""
         seen = set()
@@ -237,12 +230,6 @@ class Module:
     def num_parameters(self):
         """The number of scalars in all parameters (tied weights counted once)."""
         return sum(p.size for p in self.parameters())
-
-    def apply(self, fn):
-        """Call fn(module) on every module, children first (as PyTorch); returns self."""
-        for module in reversed(list(self.modules())):
-            fn(module)
-        return self
 
     # ----- modes, gradients, randomness, dtype -----
 
@@ -304,8 +291,6 @@ class Module:
             if param.grad is not None:
                 param.grad = param.grad.astype(dtype)
         return self
-
-    astype = to
 
     # ----- state dicts -----
 

@@ -27,9 +27,9 @@ import numpy as np
 from numpretrain.autograd import functional as F
 from numpretrain.autograd.attention import allowed_keys, self_attention
 from numpretrain.autograd.capture import wants as capture_wants
-from numpretrain.errors import ConfigError
 from numpretrain.autograd.ops import as_tensor
 from numpretrain.autograd.tensor import Tensor
+from numpretrain.errors import check_heads_divide_width
 from numpretrain.nn import decode
 from numpretrain.nn.layers import Dropout, Linear, _check_positive_int, _check_probability
 from numpretrain.nn.module import Module
@@ -52,6 +52,12 @@ class KVCache:
         self.v = None
         self.key_padding_mask = None
         self._k_store = self._v_store = None   # (B, nh, capacity, hs)
+
+    @classmethod
+    def for_layers(cls, n_layer):
+        """One empty cache per attention layer, the way a model makes them:
+        `caches = KVCache.for_layers(len(self.h))`."""
+        return [cls() for _ in range(n_layer)]
 
     def __len__(self):
         return 0 if self.k is None else self.k.shape[2]
@@ -87,11 +93,6 @@ class KVCache:
         return self.k, self.v
 
 
-def make_kv_caches(n_layer):
-    """One empty KVCache per layer: `caches = make_kv_caches(len(self.h))`."""
-    return [KVCache() for _ in range(n_layer)]
-
-
 def _read_only(array):
     """A read-only view: the fused op's backward still needs the probabilities it kept."""
     view = array.view()
@@ -117,9 +118,7 @@ class SelfAttention(Module):
     def __init__(self, n_embd, n_head, dropout=0.0, bias=True, causal=False):
         _check_positive_int("SelfAttention", "n_embd", n_embd)
         _check_positive_int("SelfAttention", "n_head", n_head)
-        if n_embd % n_head:
-            raise ConfigError(f"SelfAttention: n_embd={n_embd} is not divisible by n_head={n_head}; "
-                              f"each head gets n_embd / n_head channels")
+        check_heads_divide_width(n_embd, n_head, "SelfAttention")
         _check_probability("SelfAttention", "dropout", dropout)
         self.n_embd, self.n_head, self.head_size = int(n_embd), int(n_head), int(n_embd) // int(n_head)
         self.causal = bool(causal)

@@ -10,13 +10,13 @@ last block); post-LN normalises after each addition, as GPT-1 and BERT were trai
 Dropout sits on each branch's output, before the residual addition, in both forms.
 """
 
-from numpretrain.errors import ConfigError
 from numpretrain.autograd.ops import as_tensor
 from numpretrain.autograd.tensor import Tensor
+from numpretrain.errors import check_heads_divide_width
 from numpretrain.nn import decode
-from numpretrain.nn.self_attention import SelfAttention
 from numpretrain.nn.layers import GELU, Dropout, LayerNorm, Linear, _check_positive_int, _check_probability
 from numpretrain.nn.module import Module
+from numpretrain.nn.self_attention import SelfAttention
 
 
 class MLP(Module):
@@ -57,9 +57,7 @@ class TransformerBlock(Module):
                  layer_norm_eps=1e-5, approximate="tanh", mlp_hidden=None):
         _check_positive_int("TransformerBlock", "n_embd", n_embd)
         _check_positive_int("TransformerBlock", "n_head", n_head)
-        if n_embd % n_head:
-            raise ConfigError(f"TransformerBlock: n_embd={n_embd} is not divisible by n_head={n_head}; "
-                              f"each head gets n_embd / n_head channels")
+        check_heads_divide_width(n_embd, n_head, "TransformerBlock")
         _check_probability("TransformerBlock", "dropout", dropout)
         self.n_embd = int(n_embd)
         self.norm_first = bool(norm_first)

@@ -4,8 +4,9 @@
                 off when a debugger is tracing or NUMPRETRAIN_NUM_THREADS=1
     blas.py     OpenBLAS's thread count: held to one inside a block, its spin shortened at import
     memory.py   glibc's allocator told to keep freed memory for the next step
-    kernels.py  in-place forms of LayerNorm, GELU and AdamW, each tested bit for bit against the
-                plain formula it speeds up, with the measurement that justifies it
+    kernels.py  in-place forms of LayerNorm, GELU and attention, each tested bit for bit against
+                the engine's plain formula it speeds up (tests/test_kernels.py), with the
+                measurement that justifies it; two fast reductions
 
 Nothing here changes a number. Imports: numpy and the standard library only.
 """

@@ -14,7 +14,6 @@ import signal
 
 from numpretrain.errors import CheckpointError
 
-
 # --------------------------------------------------------------------------
 # Fault injection, for the crash tests (tests/test_reliability.py)
 # --------------------------------------------------------------------------
@@ -24,8 +23,8 @@ from numpretrain.errors import CheckpointError
 #                       safetensors file it saves (a training run saves
 #                       model.safetensors, then training_state.safetensors, at
 #                       each checkpoint: odd N hit the first, even N the second;
-#                       checkpoint.save_safetensors counts them)
-#   nan-grad:N          make a gradient NaN at step N (trainer.py)
+#                       formats.save_safetensors counts them)
+#   nan-grad:N          make a gradient NaN at step N (training/trainer.py)
 FAULT_ENV = "NUMPRETRAIN_FAULT"
 
 

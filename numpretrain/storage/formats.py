@@ -31,8 +31,8 @@ import os
 
 import numpy as np
 
-from numpretrain.storage import atomic
 from numpretrain.errors import CheckpointError
+from numpretrain.storage import atomic
 
 # The reference implementation refuses headers above 100 MB; so do we, before
 # reading a single header byte.
@@ -90,29 +90,21 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not allowed")
 
 
-def _parse_json(text, source, allow_nan=False):
-    """json.loads with duplicate keys and (unless allowed) NaN/Infinity
-    rejected; every failure becomes a CheckpointError naming `source`."""
+def parse_json(text, source, allow_nan=False):
+    """json.loads for text that came from a file (a JSON file, safetensors metadata): duplicate
+    keys, nesting too deep and (unless allowed) NaN/Infinity are refused, every failure a
+    CheckpointError naming `source`."""
     try:
-        return json.loads(
-            text,
-            object_pairs_hook=_reject_duplicate_keys,
-            parse_constant=None if allow_nan else _reject_constant)
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys,
+                          parse_constant=None if allow_nan else _reject_constant)
     except json.JSONDecodeError as error:
-        raise CheckpointError(
-            f"{source}: malformed JSON at line {error.lineno} column "
-            f"{error.colno}: {error.msg}") from None
+        raise CheckpointError(f"{source}: malformed JSON at line {error.lineno} column {error.colno}: "
+                              f"{error.msg}") from None
     except RecursionError:
         raise CheckpointError(f"{source}: JSON nested too deeply") from None
     except ValueError as error:
         # duplicate keys, NaN/Infinity, or an integer with too many digits
         raise CheckpointError(f"{source}: invalid JSON: {error}") from None
-
-
-def parse_json(text, source):
-    """json.loads for text that came from a file (e.g. safetensors metadata): duplicate keys,
-    NaN and nesting too deep are refused, every failure a CheckpointError naming `source`."""
-    return _parse_json(text, source)
 
 
 _JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", int: "integer",
@@ -172,18 +164,16 @@ def load_json(path, expected_type=dict, allow_nan=False):
     try:
         text = data.decode("utf-8-sig")  # tolerate the BOM some editors write
     except UnicodeDecodeError as error:
-        raise CheckpointError(
-            f"{path}: not valid UTF-8 at byte {error.start}") from None
-    obj = _parse_json(text, path, allow_nan=allow_nan)
+        raise CheckpointError(f"{path}: not valid UTF-8 at byte {error.start}") from None
+    obj = parse_json(text, path, allow_nan=allow_nan)
     if expected_type is not None:
         expected = expected_type if isinstance(expected_type, tuple) else (expected_type,)
         # bool is an int in Python but not in JSON
         wrong_bool = isinstance(obj, bool) and bool not in expected
         if not isinstance(obj, expected) or wrong_bool:
             wanted = " or ".join(_json_type_name(t) for t in expected)
-            raise CheckpointError(
-                f"{path}: expected a JSON {wanted} at the top level, "
-                f"got {_json_type_name(type(obj))}")
+            raise CheckpointError(f"{path}: expected a JSON {wanted} at the top level, "
+                                  f"got {_json_type_name(type(obj))}")
     return obj
 
 
@@ -325,7 +315,7 @@ def _read_header(path, file):
         header_text = header_bytes.decode("utf-8")
     except UnicodeDecodeError as error:
         raise CheckpointError(f"{path}: header is not valid UTF-8 at byte {error.start}") from None
-    header = _parse_json(header_text, f"{path}: header", allow_nan=False)
+    header = parse_json(header_text, f"{path}: header")
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: header is not a JSON object")
 
@@ -349,9 +339,8 @@ def _read_header(path, file):
             raise CheckpointError(f"{path}: tensor {_brief(name)} at offset {begin} {problem}")
         position = end
     if position != data_length:
-        raise CheckpointError(
-            f"{path}: tensors cover {position} of the {data_length} data bytes "
-            "(truncated, or trailing garbage)")
+        raise CheckpointError(f"{path}: tensors cover {position} of the {data_length} data bytes "
+                              "(truncated, or trailing garbage)")
     return entries, metadata, data_start
 
 

@@ -29,7 +29,6 @@ missing pooler. A `Layout` says which groups, prefixes and aliases one model cla
 from_pretrained and save_hf both read it. docs/weights.md explains the tables for a reader.
 """
 
-import json
 import re
 import sys
 from dataclasses import dataclass
@@ -37,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from numpretrain.storage.formats import load_safetensors, save_safetensors
 from numpretrain.errors import CheckpointError, ConfigError
 from numpretrain.models.bert import BertConfig, BertForPreTraining, BertModel
 from numpretrain.models.gpt import GPT, GPTConfig
+from numpretrain.storage.formats import load_json, load_safetensors, save_json, save_safetensors
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -213,22 +212,6 @@ def hf_shapes(how, shape):
 # config.json
 # --------------------------------------------------------------------------
 
-def _read_json(path):
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except UnicodeDecodeError as err:
-        raise CheckpointError(f"{path}: not valid UTF-8 at byte {err.start}") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: malformed JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return obj
-
-
 def bert_config_from_hf(hf, source="config.json"):
     """A Hugging Face BertConfig dict -> our BertConfig. Missing fields take transformers' defaults."""
     checks = {"hidden_act": ("gelu",), "position_embedding_type": ("absolute",),
@@ -305,7 +288,7 @@ def read_hf_weights(directory):
     if single.is_file():
         return load_safetensors(single)
     if index.is_file():
-        weight_map = _read_json(index).get("weight_map")
+        weight_map = load_json(index).get("weight_map")
         if not isinstance(weight_map, dict):
             raise CheckpointError(f"{index}: no \"weight_map\" object")
         tensors = {}
@@ -357,7 +340,7 @@ def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: no such model folder")
     config_path = directory / CONFIG_FILE
-    hf_config = _read_json(config_path)
+    hf_config = load_json(config_path)
     model_type = hf_config.get("model_type")
     if model_type == "bert":
         config = bert_config_from_hf(hf_config, config_path)
@@ -459,7 +442,7 @@ def save_hf(directory, model, tokenizer=None):
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors, hf_config = hf_state_dict(model)
-    (directory / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
+    save_json(directory / CONFIG_FILE, hf_config)
     save_safetensors(directory / WEIGHTS_FILE, tensors, metadata=SAFETENSORS_METADATA)
     if tokenizer is not None and hasattr(tokenizer, "save_vocab"):
         tokenizer.save_vocab(directory)

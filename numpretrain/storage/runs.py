@@ -12,8 +12,14 @@ config claiming absurd sizes fails at once instead of allocating them.
 
 import os
 
-from numpretrain.storage.formats import load_json, load_safetensors, load_safetensors_metadata, save_json, save_safetensors
 from numpretrain.errors import CheckpointError, ConfigError
+from numpretrain.storage.formats import (
+    load_json,
+    load_safetensors,
+    load_safetensors_metadata,
+    save_json,
+    save_safetensors,
+)
 from numpretrain.tokenizers import load_tokenizer
 
 CONFIG_FILE = "config.json"

@@ -1,11 +1,19 @@
 """Tokenizers: character level (Chinese BERT style) and byte-level BPE (GPT-2 style).
 
-Both share the five BERT special tokens at ids 0..4 ([PAD] [UNK] [CLS] [SEP]
+    special_tokens.py  the five BERT special tokens, their ids, the tokenizer-file reader
+    char.py            CharTokenizer: one character, one token
+    bpe.py             BPETokenizer: GPT-2's byte-level BPE, trained on the corpus
+    wordpiece.py       WordPieceTokenizer: a Hugging Face BERT's vocab.txt, read as it is
+
+The two we train share the five BERT special tokens at ids 0..4 ([PAD] [UNK] [CLS] [SEP]
 [MASK]), the same interface (`encode`, `decode`, `vocab_size`, `pad_id` ...
 `mask_id`, `first_non_special_id`, `save`, `load`), and a JSON file format
 whose "type" field `load_tokenizer` dispatches on.
+
+Imports: errors and storage's formats.py (JSON files).
 """
 
+from numpretrain.errors import CheckpointError
 from numpretrain.tokenizers.bpe import BPETokenizer
 from numpretrain.tokenizers.char import (
     CLS,
@@ -23,7 +31,6 @@ from numpretrain.tokenizers.char import (
     CharTokenizer,
     read_tokenizer_json,
 )
-from numpretrain.errors import CheckpointError
 
 # The "type" field of a tokenizer file -> the class that reads it.
 TOKENIZER_TYPES = {"char": CharTokenizer, "bpe": BPETokenizer}

@@ -32,8 +32,8 @@ from numpretrain.tokenizers.special_tokens import (
     FIRST_NON_SPECIAL_ID,
     SPECIAL_TOKEN_PATTERN,
     SPECIAL_TOKENS,
-    check_special_tokens,
     SpecialTokenIds,
+    check_special_tokens,
     vocabulary_entries,
 )
 
@@ -163,8 +163,6 @@ class BPETokenizer(SpecialTokenIds):
                 f"({len(SPECIAL_TOKENS)} special tokens + 256 bytes), got {vocab_size}"
             )
         return cls(learn_merges(text, vocab_size))
-
-    from_text = train
 
     # ---- the vocabulary -----------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Character-level tokenizer, and what every numpretrain tokenizer shares.
+"""Character-level tokenizer (Chinese BERT style): one character, one token.
 
 Chinese BERT tokenizes one character per token, and so does this tokenizer:
 the vocabulary is the five BERT special tokens followed by every character
@@ -13,13 +13,28 @@ special token, so a fill-mask prompt can be typed as plain text:
     '我昨天去了[MASK][MASK]大学参观'
 
 What every tokenizer shares (the special tokens and their ids, the file reader)
-is in special.py.
+is in special_tokens.py; this file re-exports it.
 """
 
 from numpretrain.errors import CheckpointError
-from numpretrain.tokenizers.special_tokens import (  # noqa: F401  (re-exported: the shared names live in special.py)
-    CLS, CLS_ID, FIRST_NON_SPECIAL_ID, MASK, MASK_ID, PAD, PAD_ID, SEP, SEP_ID, SPECIAL_TOKEN_PATTERN,
-    SPECIAL_TOKENS, UNK, UNK_ID, SpecialTokenIds, check_special_tokens, read_tokenizer_json, vocabulary_entries,
+from numpretrain.tokenizers.special_tokens import (  # noqa: F401  (re-exported: the shared names live in special_tokens.py)
+    CLS,
+    CLS_ID,
+    FIRST_NON_SPECIAL_ID,
+    MASK,
+    MASK_ID,
+    PAD,
+    PAD_ID,
+    SEP,
+    SEP_ID,
+    SPECIAL_TOKEN_PATTERN,
+    SPECIAL_TOKENS,
+    UNK,
+    UNK_ID,
+    SpecialTokenIds,
+    check_special_tokens,
+    read_tokenizer_json,
+    vocabulary_entries,
 )
 
 CHAR_TOKENIZER_TYPE = "char"
@@ -56,8 +71,6 @@ class CharTokenizer(SpecialTokenIds):
                 counts[ch] = counts.get(ch, 0) + 1
         chars = sorted(ch for ch, n in counts.items() if n >= min_count)
         return cls(list(SPECIAL_TOKENS) + chars)
-
-    from_text = train
 
     # ---- the vocabulary -----------------------------------------------------------
 

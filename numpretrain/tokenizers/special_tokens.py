@@ -8,8 +8,8 @@ one careful reader of tokenizer files (JSON only: never eval, never pickle).
 
 import re
 
+from numpretrain.errors import CheckpointError, DataError, check_ids_in_range
 from numpretrain.storage.formats import load_json, save_json
-from numpretrain.errors import CheckpointError, DataError
 
 # The BERT special tokens, spelled as in Google's and Hugging Face's BERT
 # vocabularies. Their order fixes their ids: [PAD] = 0 matches the zero padding
@@ -56,22 +56,16 @@ class SpecialTokenIds:
 def vocabulary_entries(vocab, ids, skip_special=False):
     """The entries of `vocab` (a list indexed by id) for `ids`, in order, for decoding; special
     tokens left out with `skip_special`; DataError for an id outside the vocabulary."""
-    entries = []
-    for i in ids:
-        i = int(i)
-        if not 0 <= i < len(vocab):
-            raise DataError(f"token id {i} is out of range for a vocabulary of {len(vocab)} tokens")
-        if skip_special and i < FIRST_NON_SPECIAL_ID:
-            continue
-        entries.append(vocab[i])
-    return entries
+    ids = [int(i) for i in ids]
+    check_ids_in_range(ids, len(vocab), where="decode", error=DataError)
+    return [vocab[i] for i in ids if not (skip_special and i < FIRST_NON_SPECIAL_ID)]
 
 
 def read_tokenizer_json(path, expected_type=None):
     """Read a tokenizer file and return its JSON object (a dict).
 
     Raises CheckpointError naming the file for a missing file, bytes that are not UTF-8,
-    text that is not JSON, JSON that is not an object (all from checkpoint.load_json), or
+    text that is not JSON, JSON that is not an object (all from storage/formats.py's load_json), or
     a "type" field that is missing or (when `expected_type` is given) different from it.
     """
     obj = load_json(path, expected_type=dict)

@@ -27,7 +27,7 @@ sentences: the same ids.)
 
 Special-token literals ("[MASK]", "[SEP]" ...) in the text are recognised before any of
 this, as Hugging Face's tokenizer does with its added tokens. The special tokens are spelled
-as in every numpretrain tokenizer (tokenizers/special.py), but their ids come from the
+as in every numpretrain tokenizer (tokenizers/special_tokens.py), but their ids come from the
 vocabulary: 0, 100, 101, 102, 103 for [PAD] [UNK] [CLS] [SEP] [MASK] in BERT's English ones.
 
 `encode(text)` adds nothing; `encode_with_specials(text)` gives `[CLS] ... [SEP]`, as a
@@ -38,7 +38,7 @@ import json
 import unicodedata
 from pathlib import Path
 
-from numpretrain.errors import CheckpointError, DataError
+from numpretrain.errors import CheckpointError, DataError, check_ids_in_range
 from numpretrain.tokenizers.special_tokens import CLS, MASK, PAD, SEP, SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS, UNK
 
 VOCAB_FILE = "vocab.txt"
@@ -249,12 +249,11 @@ class WordPieceTokenizer:
         """Ids -> text: pieces joined by spaces, `##` continuations glued to the piece before,
         spaces before punctuation removed as Hugging Face's clean-up does. Lower-casing and
         accent stripping cannot be undone."""
+        ids = [int(i) for i in ids]
+        check_ids_in_range(ids, self.vocab_size, where="decode", error=DataError)
         words = []
         specials = self.special_ids
         for i in ids:
-            i = int(i)
-            if not 0 <= i < self.vocab_size:
-                raise DataError(f"token id {i} is out of range for a vocabulary of {self.vocab_size} tokens")
             if skip_special and i in specials:
                 continue
             token = self._id_to_token[i]

@@ -3,7 +3,7 @@
     trainer.py     the one training loop (GPT, BERT, fine-tuning): lr, eval, forward, backward,
                    clip, step, log, checkpoint; exact resume
     optimizers.py  AdamW (and its update written as its formula), clip_grad_norm
-    schedules.py   learning-rate schedules: linear warm-up, cosine decay
+    schedules.py   the learning-rate schedule: linear warm-up, cosine decay
 
-Imports: autograd, storage's atomic.py and formats.py.
+Imports: errors, speed, autograd, storage's atomic.py and formats.py.
 """

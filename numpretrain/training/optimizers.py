@@ -1,12 +1,11 @@
-"""Optimizers and gradient clipping (the learning-rate schedules are in schedules.py).
+"""AdamW, gradient clipping, and nanoGPT's two parameter groups.
 
-    SGD        p -= lr * (g + wd p), with optional (Nesterov) momentum
-    AdamW      Adam with bias correction and decoupled weight decay, over
-               parameter groups (`param_groups_for_decay` builds nanoGPT's two)
-    clip_grad_norm   scale all gradients together so their global L2 norm is at
-               most max_norm
+    adamw_update      one AdamW step of one parameter: the formula, line by line
+    AdamW             the optimizer: parameter groups, moments, step counts, state_dict
+    clip_grad_norm    scale all gradients together so their global L2 norm is at most max_norm
+    param_groups_for_decay   2-D weights decay, biases and LayerNorm parameters do not
 
-Conventions every optimizer here keeps:
+Conventions:
 - `p.data` is updated in place (models share these arrays, e.g. tied weights);
   `p.grad` is only read, never written (a gradient array may be shared).
 - A parameter whose grad is None is skipped entirely: no decay, no moment
@@ -24,63 +23,33 @@ import math
 
 import numpy as np
 
-from numpretrain.speed import threads as parallel
-from numpretrain.errors import CheckpointError, ConfigError
 from numpretrain.autograd.tensor import Tensor
-
-# AdamW updates its flat buffers this many elements at a time, so the scratch
-# array stays in cache and no step allocates a temporary as big as the model.
-CHUNK_ELEMENTS = 1 << 16
+from numpretrain.errors import CheckpointError, ConfigError
 
 # clip_grad_norm divides by (norm + CLIP_EPS), as PyTorch's clip_grad_norm_ does.
 CLIP_EPS = 1e-6
 
 
-# --------------------------------------------------------------------------
-# Parameters laid end to end
-# --------------------------------------------------------------------------
-
-class _Bucket:
-    """The parameters of one group that share a dtype, laid end to end.
-
-    Each optimizer state (Adam's "exp_avg", SGD's "momentum", ...) is ONE flat
-    array, `flat[name]`; `views[name][k]` is parameter k's slice of it, shaped
-    like the parameter. With `gather`, `grad` is a flat scratch array of the
-    same length: AdamW gathers gradients into it and overwrites them with the
-    update.
-    """
-
-    def __init__(self, group, indices, params, dtype, state_names, gather):
-        self.group = group                # the param_groups dict: hyper-parameters
-        self.indices = indices            # global parameter index of each member
-        self.params = params
-        sizes = [p.data.size for p in self.params]
-        self.ends = np.cumsum(sizes).tolist()
-        self.starts = [end - size for end, size in zip(self.ends, sizes)]
-        self.shapes = [p.data.shape for p in self.params]
-        total = self.ends[-1] if sizes else 0
-        self.flat = {name: np.zeros(total, dtype) for name in state_names}
-        self.views = {name: self._split(array) for name, array in self.flat.items()}
-        self.grad = np.empty(total, dtype) if gather else None
-        self.grad_views = self._split(self.grad) if gather else None
-
-    def _split(self, flat):
-        return [flat[s:e].reshape(shape) for s, e, shape in zip(self.starts, self.ends, self.shapes)]
+def adamw_update(param, grad, m, v, t, lr, beta1, beta2, eps, weight_decay):
+    """One AdamW step of one parameter (Loshchilov & Hutter, as PyTorch's AdamW), in place on
+    param, m and v; t counts the updates this parameter has received, this one included."""
+    m *= beta1
+    m += (1 - beta1) * grad                           # m = b1 m + (1 - b1) g
+    v *= beta2
+    v += (1 - beta2) * (grad * grad)                  # v = b2 v + (1 - b2) g^2
+    step_size = lr / (1 - beta1 ** t)                 # lr / (1 - b1^t): m_hat = m / (1 - b1^t)
+    denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps   # sqrt(v_hat) + eps, v_hat = v / (1 - b2^t)
+    param *= 1 - lr * weight_decay                    # decoupled weight decay, before the step
+    param -= m / denom * step_size                    # p -= lr * m_hat / (sqrt(v_hat) + eps)
 
 
-# --------------------------------------------------------------------------
-# What SGD and AdamW share: groups, zero_grad, lr, state_dict
-# --------------------------------------------------------------------------
+class AdamW:
+    """Adam with decoupled weight decay over parameter groups (`param_groups_for_decay` builds
+    nanoGPT's two). Each parameter has its own moments `exp_avg` (m) and `exp_avg_sq` (v), shaped
+    like it, and its own step count."""
 
-class Optimizer:
-    """Base class: parameter groups, per-parameter step counts, flat state
-    buffers, and the state_dict plumbing. Subclasses name their `defaults`,
-    the `state_names` a group needs, and write `step()`."""
-
-    gathers_grads = False  # does step() want a flat gradient buffer per bucket?
-
-    def __init__(self, params, defaults):
-        self.defaults = defaults
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        self.defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         self.param_groups = [self._make_group(g) for g in _as_groups(params)]
         self._params = [p for g in self.param_groups for p in g["params"]]
         if not self._params:
@@ -92,16 +61,25 @@ class Optimizer:
         for group in self.param_groups:
             group["_indices"] = list(range(index, index + len(group["params"])))
             index += len(group["params"])
+        self.moments = {name: [np.zeros_like(p.data) for p in self._params] for name in ("exp_avg", "exp_avg_sq")}
         self.step_count = 0                            # calls to step()
         self.param_steps = [0] * len(self._params)     # updates each parameter received
-        self._buckets = []
+
+    def step(self):
+        """One AdamW update of every parameter that has a gradient."""
+        self.step_count += 1
         for group in self.param_groups:
-            state_names = self.state_names(group)
-            for dtype in dict.fromkeys(p.data.dtype for p in group["params"]):  # in order of appearance
-                indices = [i for i, p in zip(group["_indices"], group["params"]) if p.data.dtype == dtype]
-                params = [self._params[i] for i in indices]
-                self._buckets.append(_Bucket(group, indices, params, dtype, state_names,
-                                             gather=self.gathers_grads))
+            beta1, beta2 = (float(b) for b in group["betas"])
+            for i, name, p in zip(group["_indices"], group["param_names"], group["params"]):
+                if p.grad is None:
+                    continue
+                if p.grad.shape != p.data.shape:
+                    raise ValueError(f"parameter {i} ({name!r}) has shape {p.data.shape} "
+                                     f"but its grad has shape {p.grad.shape}")
+                self.param_steps[i] += 1
+                adamw_update(p.data, p.grad, self.moments["exp_avg"][i], self.moments["exp_avg_sq"][i],
+                             self.param_steps[i], float(group["lr"]), beta1, beta2, float(group["eps"]),
+                             float(group["weight_decay"]))
 
     def _make_group(self, group):
         unknown = set(group) - set(self.defaults) - {"params", "param_names", "_indices"}
@@ -122,15 +100,16 @@ class Optimizer:
         return full
 
     def _check_hyperparameters(self, group):
-        """Raise ConfigError for a value that cannot work. Subclasses extend."""
+        """Raise ConfigError for a value that cannot work."""
         if not group["lr"] >= 0:
             raise ConfigError(f"learning rate must be >= 0, got {group['lr']}")
         if not group["weight_decay"] >= 0:
             raise ConfigError(f"weight_decay must be >= 0, got {group['weight_decay']}")
-
-    def state_names(self, group):
-        """Names of the per-parameter state arrays a group needs."""
-        raise NotImplementedError
+        betas = group["betas"]
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {betas}")
+        if not group["eps"] >= 0:
+            raise ConfigError(f"eps must be >= 0, got {group['eps']}")
 
     # ----- the learning rate -----
     def set_lr(self, lr):
@@ -156,50 +135,21 @@ class Optimizer:
         for p in self._params:
             p.grad = None
 
-    def step(self):
-        raise NotImplementedError
-
-    def _runs(self, bucket):
-        """The bucket's members that have a gradient, as runs one vectorised
-        update can serve: neighbours in the flat buffers whose step count is
-        the same. Advances their step counts. Returns (first, last, step)
-        triples of member positions (inclusive) and the run's new step count.
-        Usually every parameter has a gradient and the bucket is one run."""
-        runs = []
-        for k, (i, p) in enumerate(zip(bucket.indices, bucket.params)):
-            if p.grad is None:
-                continue
-            if p.grad.shape != p.data.shape:
-                raise ValueError(f"parameter {i} ({bucket.group['param_names'][k]!r}) has shape "
-                                 f"{p.data.shape} but its grad has shape {p.grad.shape}")
-            self.param_steps[i] += 1
-            step = self.param_steps[i]
-            if runs and runs[-1][1] == k - 1 and runs[-1][2] == step:
-                runs[-1][1] = k
-            else:
-                runs.append([k, k, step])
-        return runs
-
     # ----- saving and resuming -----
     def _hyperparameters(self, group):
         """A group's hyper-parameters as JSON values (betas become a list)."""
         return {key: _json_number(group[key]) for key in self.defaults}
 
     def _buffer_shapes(self):
-        """{"exp_avg[3]": shape, ...}: every state array, keyed by name and global parameter index."""
-        return {f"{name}[{i}]": shape
-                for bucket in self._buckets for name in bucket.views
-                for i, shape in zip(bucket.indices, bucket.shapes)}
+        """{"exp_avg[3]": shape, ...}: every state array, keyed by name and parameter index."""
+        return {f"{name}[{i}]": p.data.shape for name in self.moments for i, p in enumerate(self._params)}
 
     def state_dict(self):
         """Everything needed to resume: `buffers` (name -> ndarray copy, for
         safetensors) and JSON-able values (step counts, hyper-parameters,
         parameter names and shapes, which parameters form each group)."""
-        buffers = {}
-        for bucket in self._buckets:
-            for name, views in bucket.views.items():
-                for i, view in zip(bucket.indices, views):
-                    buffers[f"{name}[{i}]"] = view.copy()
+        buffers = {f"{name}[{i}]": moment.copy()
+                   for name, moments in self.moments.items() for i, moment in enumerate(moments)}
         return {
             "optimizer": type(self).__name__,
             "step_count": self.step_count,
@@ -223,10 +173,9 @@ class Optimizer:
                 group[key] = tuple(value) if isinstance(value, list) else value
         self.step_count = int(state["step_count"])
         self.param_steps = [int(s) for s in state["param_steps"]]
-        for bucket in self._buckets:
-            for name, views in bucket.views.items():
-                for i, view in zip(bucket.indices, views):
-                    np.copyto(view, state["buffers"][f"{name}[{i}]"])
+        for name, moments in self.moments.items():
+            for i, moment in enumerate(moments):
+                np.copyto(moment, state["buffers"][f"{name}[{i}]"])
 
     def _check_state(self, state):
         """Every reason `state` cannot be loaded into this optimizer, as strings."""
@@ -375,146 +324,6 @@ def param_groups_for_decay(named_parameters, weight_decay, no_decay=None):
         {"params": [p for _, p in keep], "param_names": [n for n, _ in keep], "weight_decay": 0.0},
     ]
 
-
-# --------------------------------------------------------------------------
-# SGD
-# --------------------------------------------------------------------------
-
-class SGD(Optimizer):
-    """Stochastic gradient descent, as PyTorch's (without dampening):
-
-        d = g + wd * p                          (L2 weight decay, coupled)
-        buf = momentum * buf + d                (buf starts at 0)
-        d = d + momentum * buf   if nesterov else   buf
-        p -= lr * d
-    """
-
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                      nesterov=nesterov))
-
-    def _check_hyperparameters(self, group):
-        super()._check_hyperparameters(group)
-        if not group["momentum"] >= 0:
-            raise ConfigError(f"momentum must be >= 0, got {group['momentum']}")
-        if group["nesterov"] and group["momentum"] <= 0:
-            raise ConfigError("Nesterov momentum needs momentum > 0")
-
-    def state_names(self, group):
-        return ("momentum",) if group["momentum"] else ()
-
-    def step(self):
-        """One SGD update of every parameter that has a gradient."""
-        self.step_count += 1
-        for bucket in self._buckets:
-            group = bucket.group
-            lr, momentum, wd = float(group["lr"]), float(group["momentum"]), float(group["weight_decay"])
-            for first, last, _ in self._runs(bucket):
-                for k in range(first, last + 1):
-                    p = bucket.params[k]
-                    d = p.grad
-                    if wd:
-                        d = d + wd * p.data
-                    if momentum:
-                        buf = bucket.views["momentum"][k]
-                        buf *= momentum
-                        buf += d
-                        d = d + momentum * buf if group["nesterov"] else buf
-                    p.data -= lr * d
-
-
-# --------------------------------------------------------------------------
-# AdamW
-# --------------------------------------------------------------------------
-
-def _adam_chunk(g, m, v, scratch, beta1, beta2, eps, step_size, bias_correction2_sqrt):
-    """Adam on one chunk of flat arrays: update the moments m and v in place
-    from the gradient g, then overwrite g with the step to subtract from p.
-    `scratch` is a work array as long as g; nothing else is allocated."""
-    # m = b1 m + (1 - b1) g
-    m *= beta1
-    np.multiply(g, 1 - beta1, out=scratch)
-    m += scratch
-    # v = b2 v + (1 - b2) g^2
-    v *= beta2
-    np.multiply(g, g, out=scratch)
-    scratch *= 1 - beta2
-    v += scratch
-    # update = lr * m_hat / (sqrt(v_hat) + eps),  m_hat = m / bc1,  v_hat = v / bc2
-    np.sqrt(v, out=scratch)
-    scratch /= bias_correction2_sqrt
-    scratch += eps                       # sqrt(v_hat) + eps
-    np.divide(m, scratch, out=g)
-    g *= step_size                       # lr / bc1
-
-
-class AdamW(Optimizer):
-    """Adam with decoupled weight decay (Loshchilov & Hutter), as PyTorch's:
-
-        p *= 1 - lr * wd                        (decay, before the Adam step)
-        m = b1 m + (1 - b1) g
-        v = b2 v + (1 - b2) g^2
-        m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)
-        p -= lr * m_hat / (sqrt(v_hat) + eps)
-
-    t counts the updates this parameter has received. For speed the moments
-    of each group (per dtype) are one flat array each, with a view per
-    parameter; gradients are gathered into a flat buffer and the formula runs
-    over it in chunks of CHUNK_ELEMENTS (see `_adam_chunk`), on all threads (parallel.py).
-    """
-
-    gathers_grads = True
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
-        self._chunk = CHUNK_ELEMENTS
-
-    def _check_hyperparameters(self, group):
-        super()._check_hyperparameters(group)
-        betas = group["betas"]
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ConfigError(f"betas must be two numbers in [0, 1), got {betas}")
-        if not group["eps"] >= 0:
-            raise ConfigError(f"eps must be >= 0, got {group['eps']}")
-
-    def state_names(self, group):
-        return ("exp_avg", "exp_avg_sq")
-
-    def step(self):
-        """One AdamW update of every parameter that has a gradient."""
-        self.step_count += 1
-        for bucket in self._buckets:
-            group = bucket.group
-            lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
-            beta1, beta2 = (float(b) for b in group["betas"])
-            for first, last, t in self._runs(bucket):
-                members = range(first, last + 1)
-                for k in members:                         # gather the gradients
-                    np.copyto(bucket.grad_views[k], bucket.params[k].grad)
-                step_size = lr / (1 - beta1 ** t)
-                bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
-                offset = bucket.starts[first]
-                grad, exp_avg, exp_avg_sq = (a[offset:bucket.ends[last]] for a in
-                                             (bucket.grad, bucket.flat["exp_avg"], bucket.flat["exp_avg_sq"]))
-
-                def update(block):                        # block: a slice of the run, one per thread
-                    scratch = np.empty(min(self._chunk, block.stop - block.start), grad.dtype)
-                    for s in range(block.start, block.stop, self._chunk):
-                        e = min(s + self._chunk, block.stop)
-                        _adam_chunk(grad[s:e], exp_avg[s:e], exp_avg_sq[s:e], scratch[:e - s],
-                                    beta1, beta2, eps, step_size, bias_correction2_sqrt)
-
-                parallel.for_each_row_block(update, len(grad), len(grad))
-                for k in members:                         # apply decay, then the update
-                    p = bucket.params[k]
-                    if wd:
-                        p.data *= 1 - lr * wd
-                    p.data -= bucket.grad_views[k]
-
-
-# --------------------------------------------------------------------------
-# Gradient clipping
-# --------------------------------------------------------------------------
 
 def clip_grad_norm(params, max_norm):
     """Scale every gradient by the same factor so that their global L2 norm

@@ -23,13 +23,19 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from numpretrain.autograd.tensor import no_grad
+from numpretrain.errors import CheckpointError, ConfigError, NumpretrainError
+from numpretrain.storage.atomic import injected_fault, remove_stale_temp_files, write_text
+from numpretrain.storage.formats import (
+    load_safetensors,
+    load_safetensors_metadata,
+    parse_json,
+    rng_from_json,
+    rng_state_to_json,
+    save_safetensors,
+)
 from numpretrain.training import optimizers as optim
 from numpretrain.training import schedules
-from numpretrain.storage.atomic import injected_fault, remove_stale_temp_files, write_text
-from numpretrain.storage.formats import (load_safetensors, load_safetensors_metadata, parse_json, rng_from_json, rng_state_to_json,
-                         save_safetensors)
-from numpretrain.errors import CheckpointError, ConfigError, NumpretrainError
-from numpretrain.autograd.tensor import no_grad
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "training_state.safetensors"
@@ -42,33 +48,42 @@ class DivergenceError(NumpretrainError):
 
 @dataclass
 class TrainConfig:
-    max_iters: int = 1000
-    batch_size: int = 32
-    lr: float = 1e-3             # peak learning rate, reached after the warmup
-    min_lr: float = 1e-4         # the floor the cosine decay ends at
-    warmup_iters: int = 100
-    weight_decay: float = 0.1    # on 2-D weights only (biases and LayerNorm are not decayed)
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0       # clip the global gradient norm to this (0 = off)
+    # Each field is also an option of the commands that train (--max-iters, --batch-size ...):
+    # app/cli.py builds them from this class, and the comment beside a field is its --help.
+    max_iters: int = 1000        # optimizer steps
+    batch_size: int = 32         # sequences, or labelled texts when fine-tuning, per micro-batch
+    lr: float = 1e-3             # peak learning rate, reached at the end of the warm-up
+    min_lr: float = 1e-4         # learning rate at the end of the cosine decay
+    warmup_iters: int = 100      # steps of linear warm-up, at most max_iters; the commands shorten
+                                 # this default to fit a shorter run
+    weight_decay: float = 0.1    # AdamW decay of 2-D weights; biases and LayerNorms are not decayed
+    beta1: float = 0.9           # AdamW's decay rate of the gradient's running mean
+    beta2: float = 0.99          # AdamW's decay rate of the squared gradient's running mean
+    grad_clip: float = 1.0       # clip the global gradient norm to this; 0 = off
     grad_accum: int = 1          # micro-batches per optimizer step
-    eval_interval: int = 100     # evaluate (and checkpoint) every this many steps
+    eval_interval: int = 100     # evaluate the validation loss and save a checkpoint every N steps
     eval_iters: int = 10         # fixed validation batches per evaluation
-    log_interval: int = 10
-    seed: int = 1337
-    skip_nonfinite: bool = False  # skip (and count) a step whose loss or gradient is not finite
+    log_interval: int = 10       # print a progress line every N steps
+    seed: int = 1337             # seed of the batches and dropout; the commands also initialise
+                                 # new weights with it
+    skip_nonfinite: bool = False  # skip (and count) steps whose loss or gradient is not finite,
+                                  # instead of stopping
 
     def __post_init__(self):
         for field in ("max_iters", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval"):
             if getattr(self, field) <= 0:
-                raise ConfigError(f"{field} must be positive, got {getattr(self, field)}")
-        if self.warmup_iters < 0 or self.lr <= 0 or self.min_lr < 0:
-            raise ConfigError("warmup_iters, lr and min_lr must be non-negative (lr positive)")
+                raise ConfigError(f"TrainConfig.{field} must be positive, got {getattr(self, field)}")
         for field in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip"):
             if not math.isfinite(getattr(self, field)):
-                raise ConfigError(f"{field} must be a finite number, got {getattr(self, field)}")
+                raise ConfigError(f"TrainConfig.{field} must be a finite number, got {getattr(self, field)}")
+        if self.lr <= 0:
+            raise ConfigError(f"TrainConfig.lr must be positive, got {self.lr}")
+        for field in ("warmup_iters", "min_lr"):
+            if getattr(self, field) < 0:
+                raise ConfigError(f"TrainConfig.{field} must not be negative, got {getattr(self, field)}")
         if self.warmup_iters > self.max_iters:
-            raise ConfigError(f"warmup_iters={self.warmup_iters} is more than max_iters={self.max_iters}")
+            raise ConfigError(f"TrainConfig.warmup_iters={self.warmup_iters} is more than "
+                              f"TrainConfig.max_iters={self.max_iters}: the warm-up must fit in the run")
 
 
 def _format_seconds(seconds):

@@ -28,8 +28,18 @@ import numpy as np
 
 from numpretrain.data.builtin.reviews import review_document
 from numpretrain.data.builtin.world import (
-    APPLE_PRODUCTS, APPLE_TASTES, CITIES, COMPANIONS, INDOOR_PLACES, OUTDOOR_PLACES, PLACES,
-    PROFESSIONS, SURNAMES, WEATHERS, WeightedChoice, pick,
+    APPLE_PRODUCTS,
+    APPLE_TASTES,
+    CITIES,
+    COMPANIONS,
+    INDOOR_PLACES,
+    OUTDOOR_PLACES,
+    PLACES,
+    PROFESSIONS,
+    SURNAMES,
+    WEATHERS,
+    WeightedChoice,
+    pick,
 )
 
 OUTDOOR_PLACE_NAMES = tuple(OUTDOOR_PLACES)

@@ -12,7 +12,13 @@ measures what the model learned: grammar, semantics, common sense, context.
 from dataclasses import dataclass
 
 from numpretrain.data.builtin.world import (
-    APPLE_PRODUCTS, APPLE_TASTES, CITIES, PLACES, PROFESSIONS, UNIVERSITIES, WEATHERS,
+    APPLE_PRODUCTS,
+    APPLE_TASTES,
+    CITIES,
+    PLACES,
+    PROFESSIONS,
+    UNIVERSITIES,
+    WEATHERS,
 )
 
 MASK = "[MASK]"  # the placeholder of fill-mask probes, BERT's mask token

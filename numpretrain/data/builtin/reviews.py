@@ -20,7 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from numpretrain.data.builtin.world import (
-    LABEL_NAMES, NEGATIVE_CLOSINGS, POSITIVE_CLOSINGS, SENTIMENT_WORDS, pick,
+    LABEL_NAMES,
+    NEGATIVE_CLOSINGS,
+    POSITIVE_CLOSINGS,
+    SENTIMENT_WORDS,
+    pick,
 )
 
 

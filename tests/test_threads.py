@@ -18,12 +18,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from numpretrain import Tensor, gradcheck, self_attention
-from numpretrain.speed import blas
-from numpretrain.speed import threads as parallel
 from numpretrain import functional as F
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.nn import init
+from numpretrain.speed import blas
+from numpretrain.speed import threads as parallel  # (the module's name before the layout of folders)
 from numpretrain.training.optimizers import AdamW
 
 
@@ -210,7 +210,7 @@ def test_training_with_threads_reproduces_one_thread_bit_for_bit(threads, make_m
         np.testing.assert_array_equal(got, want)
 
 
-# ----- the import order decides the default (see parallel.py's docstring) -----
+# ----- the import order decides the default (see numpretrain/speed/threads.py's docstring) -----
 
 def _default_threads_in_a_new_process(code, **env):
     environment = {k: v for k, v in os.environ.items()
