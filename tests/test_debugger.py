@@ -1,10 +1,12 @@
-"""A debugger sees every op whole (numpretrain/speed/threads.py).
+"""A debugger sees every op whole, as its formula (numpretrain/speed/threads.py).
 
 pdb, VS Code and PyCharm trace only the thread they stopped in. While a trace function is set
 (`sys.settrace`, which all of them use), every op must do all of its rows on the calling
-thread, so that stepping into LayerNorm, GELU, attention or the fused softmax shows the whole
-op; and NUMPRETRAIN_NUM_THREADS=1 must do the same for a whole run. The thresholds are lowered
-so that the tiny test shapes would be split over threads without the rule.
+thread, so that stepping into LayerNorm, GELU or attention shows the whole op, and must run its
+plain forward / backward functions (the formula, where a breakpoint can stop) rather than the
+in-place kernels, with the same numbers bit for bit. NUMPRETRAIN_NUM_THREADS=1 must keep a
+whole run on one thread. The thresholds are lowered so that the tiny test shapes would be split
+over threads without the rule.
 """
 
 import os
@@ -62,14 +64,16 @@ def test_under_a_trace_function_every_block_runs_on_the_calling_thread(two_threa
     assert results == [(threading.get_ident(), slice(0, 6))]      # one block, all rows, this thread
 
 
-def _ops_forward_and_backward():
+def _ops_forward_and_backward(dtype=np.float64):
     rng = np.random.default_rng(0)
-    x = Tensor(rng.standard_normal((4, 3, 8)), requires_grad=True)
-    w, b = Tensor(np.ones(8), requires_grad=True), Tensor(np.zeros(8), requires_grad=True)
-    qkv = Tensor(rng.standard_normal((4, 3, 24)), requires_grad=True)
-    y, _ = self_attention(qkv, 2, causal=True)
+    x = Tensor(rng.standard_normal((4, 3, 8)).astype(dtype), requires_grad=True)
+    w = Tensor(rng.standard_normal(8).astype(dtype), requires_grad=True)
+    b = Tensor(rng.standard_normal(8).astype(dtype), requires_grad=True)
+    qkv = Tensor(rng.standard_normal((4, 3, 24)).astype(dtype), requires_grad=True)
+    y, _ = self_attention(qkv, 2, causal=True, dropout=0.2, rng=np.random.default_rng(1), training=True)
     loss = (F.layer_norm(x, w, b) * F.gelu(x, "tanh") * F.gelu(x, "none")).sum() + (y * y).sum()
     loss.backward()
+    return [loss.data] + [t.grad for t in (x, w, b, qkv)]
 
 
 def test_a_debugger_stepping_into_an_op_sees_all_of_its_rows(two_threads_on_tiny_arrays):
@@ -105,3 +109,33 @@ def test_numpretrain_num_threads_1_turns_the_threads_off():
     code = "import numpretrain.speed.threads as t; print(t.get_num_threads())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
+
+
+PLAIN_FORMS = {"layer_norm_forward", "layer_norm_backward", "gelu_tanh_forward", "gelu_tanh_backward",
+               "gelu_erf_forward", "gelu_erf_backward", "attention_forward", "attention_backward"}
+
+
+def functions_called(fn):
+    """The names of the functions in numpretrain/autograd/ that fn() called, traced as a debugger would."""
+    called = set()
+
+    def tracer(frame, event, arg):
+        if event == "call" and "autograd" in frame.f_code.co_filename:
+            called.add(frame.f_code.co_name)
+        return None
+
+    sys.settrace(tracer)
+    try:
+        result = fn()
+    finally:
+        sys.settrace(None)
+    return called, result
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_debugger_steps_through_the_plain_formulas_and_gets_the_same_bits(dtype):
+    called, traced = functions_called(lambda: _ops_forward_and_backward(dtype))
+    assert PLAIN_FORMS <= called                       # a breakpoint in any of them stops
+    untraced = _ops_forward_and_backward(dtype)        # the in-place kernels (speed/kernels.py)
+    for got, want in zip(traced, untraced):
+        np.testing.assert_array_equal(got, want)

@@ -12,9 +12,9 @@ tensor with a gradient); tests/test_attention_core.py checks that both agree and
 this one in float64.
 
 Each sequence attends only within itself, so `attention_forward` / `attention_backward` work
-on a block of sequences. The op computes exactly them, straight into its buffers
-(speed/kernels.py, the same bits), over the batch (on all cores for large batches,
-speed/threads.py, the same bits again).
+on a block of sequences. The op runs them when a debugger is attached, and otherwise the same
+arithmetic straight into its buffers (speed/kernels.py: the same bits, tests/test_kernels.py),
+over the batch (on all cores for large batches, speed/threads.py: the same bits again).
 """
 
 import math
@@ -127,9 +127,12 @@ def self_attention(qkv, n_head, causal=False, key_padding_mask=None, dropout=0.0
     def mask_for(b):                                     # b: a slice of the batch
         return None if allowed is None else allowed[b] if len(allowed) == B else allowed
 
-    def forward_rows(b):                                 # attention_forward, into the op's buffers (speed/kernels.py)
-        kernels.attention_forward(y_heads[b], probs[b], q[b], k[b], v[b], mask_for(b),
-                                  None if keep is None else keep[b], softmax_in_place)
+    def forward_rows(b):
+        keep_b = None if keep is None else keep[b]
+        if threads.debugger_attached():                  # a debugger steps through the formula
+            y_heads[b], probs[b] = attention_forward(q[b], k[b], v[b], mask_for(b), keep_b)
+        else:                                            # the same arithmetic into the buffers, same bits
+            kernels.attention_forward(y_heads[b], probs[b], q[b], k[b], v[b], mask_for(b), keep_b, softmax_in_place)
 
     threads.for_each_row_block(forward_rows, B, probs.size)
 
@@ -138,9 +141,12 @@ def self_attention(qkv, n_head, causal=False, key_padding_mask=None, dropout=0.0
         gqkv = np.empty((B, T, 3, n_head, q.shape[-1]), dtype=g.dtype)
         gq, gk, gv = gqkv.transpose(2, 0, 3, 1, 4)                    # views to write into
 
-        def backward_rows(b):                            # attention_backward, into the gradient's views
-            kernels.attention_backward(gq[b], gk[b], gv[b], gy[b], q[b], k[b], v[b], probs[b],
-                                       None if keep is None else keep[b])
+        def backward_rows(b):
+            keep_b = None if keep is None else keep[b]
+            if threads.debugger_attached():
+                gq[b], gk[b], gv[b] = attention_backward(gy[b], q[b], k[b], v[b], probs[b], keep_b)
+            else:
+                kernels.attention_backward(gq[b], gk[b], gv[b], gy[b], q[b], k[b], v[b], probs[b], keep_b)
 
         threads.for_each_row_block(backward_rows, B, probs.size)
         return (gqkv.reshape(B, T, three_C),)

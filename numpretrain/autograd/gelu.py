@@ -4,9 +4,10 @@
     exact form: gelu(x) = x Phi(x),  Phi(x) = 0.5 (1 + erf(x / sqrt 2)), the standard normal CDF
 
 Each form is a forward / backward pair of plain NumPy functions on arrays (the backward's
-derivation is in its docstring and in docs/gradients.md). The op `gelu` computes exactly them,
-in place in its own buffers (speed/kernels.py, the same bits), over blocks of the flattened
-array (on all cores for large arrays, speed/threads.py, the same bits again).
+derivation is in its docstring and in docs/gradients.md). The op `gelu` runs them when a
+debugger is attached, and otherwise the same arithmetic in place in its own buffers
+(speed/kernels.py: the same bits, tests/test_kernels.py), over blocks of the flattened array
+(on all cores for large arrays, speed/threads.py: the same bits again).
 """
 
 import functools
@@ -50,19 +51,27 @@ def gelu(x, approximate="tanh"):
     """GELU of x: approximate="tanh" is GPT's form, "none" the exact erf form BERT uses."""
     if approximate not in ("tanh", "none"):
         raise ValueError(f"gelu: approximate must be 'tanh' or 'none', got {approximate!r}")
-    forward, backward_of = _in_place_forms(approximate, x.dtype)
+    forward, backward_of = (gelu_tanh_forward, gelu_tanh_backward) if approximate == "tanh" else \
+        (gelu_erf_forward, gelu_erf_backward)
+    forward_in_place, backward_in_place = _in_place_forms(approximate, x.dtype)
     x_flat = x.data.reshape(-1)
     out, saved = np.empty_like(x_flat), np.empty_like(x_flat)    # saved: t (tanh form) or Phi(x) (erf form)
 
     def forward_block(i):                                         # i: a slice of the flat array
-        forward(out[i], saved[i], x_flat[i])
+        if threads.debugger_attached():                           # a debugger steps through the formula
+            out[i], saved[i] = forward(x_flat[i])
+        else:                                                     # the same arithmetic in place, same bits
+            forward_in_place(out[i], saved[i], x_flat[i])
 
     threads.for_each_row_block(forward_block, x_flat.size, x_flat.size)
     def backward(g):
         g_flat, grad = g.reshape(-1), np.empty_like(x_flat)
 
         def backward_block(i):
-            backward_of(grad[i], g_flat[i], x_flat[i], saved[i])
+            if threads.debugger_attached():
+                grad[i] = backward_of(g_flat[i], x_flat[i], saved[i])
+            else:
+                backward_in_place(grad[i], g_flat[i], x_flat[i], saved[i])
 
         threads.for_each_row_block(backward_block, x_flat.size, x_flat.size)
         return (grad.reshape(x.shape),)

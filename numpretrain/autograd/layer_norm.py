@@ -5,9 +5,10 @@
     out  = xhat * weight + bias         over the last axis C (biased variance, as nn.LayerNorm)
 
 `layer_norm_forward` and `layer_norm_backward` work on a block of rows, as llm.c's
-layernorm_forward / layernorm_backward do. The op `layer_norm` computes exactly them, in
-place in its own buffers (speed/kernels.py, the same bits), over every row (on all cores for
-large arrays, speed/threads.py, the same bits again). The derivation is in docs/gradients.md.
+layernorm_forward / layernorm_backward do. The op `layer_norm` runs them when a debugger is
+attached, and otherwise the same arithmetic in place in its own buffers (speed/kernels.py: the
+same bits, tests/test_kernels.py), over every row (on all cores for large arrays,
+speed/threads.py: the same bits again). The derivation is in docs/gradients.md.
 """
 
 import numpy as np
@@ -50,16 +51,21 @@ def layer_norm(x, weight, bias, eps=1e-5):
     out, xhat, rstd = np.empty_like(x2), np.empty_like(x2), np.empty((N, 1), x2.dtype)   # saved: xhat, rstd
 
     def forward_rows(rows):                               # rows: a slice of range(N)
-        # layer_norm_forward(x2[rows], ...) in place in the buffers: the same bits (speed/kernels.py)
-        kernels.layer_norm_forward(out[rows], xhat[rows], rstd[rows], x2[rows], weight.data, bias.data, eps)
+        if threads.debugger_attached():                   # a debugger steps through the formula
+            out[rows], xhat[rows], rstd[rows] = layer_norm_forward(x2[rows], weight.data, bias.data, eps)
+        else:                                             # the same arithmetic in place, same bits
+            kernels.layer_norm_forward(out[rows], xhat[rows], rstd[rows], x2[rows], weight.data, bias.data, eps)
 
     threads.for_each_row_block(forward_rows, N, x2.size)
     def backward(g):                                      # g: (..., C)
         g2 = g.reshape(-1, C)                             # (N, C)
         dx, g_xhat = np.empty_like(g2), np.empty_like(g2)
 
-        def backward_rows(rows):                          # layer_norm_backward, in place
-            kernels.layer_norm_backward(dx[rows], g_xhat[rows], g2[rows], xhat[rows], rstd[rows], weight.data)
+        def backward_rows(rows):
+            if threads.debugger_attached():
+                dx[rows], g_xhat[rows] = layer_norm_backward(g2[rows], xhat[rows], rstd[rows], weight.data)
+            else:
+                kernels.layer_norm_backward(dx[rows], g_xhat[rows], g2[rows], xhat[rows], rstd[rows], weight.data)
 
         threads.for_each_row_block(backward_rows, N, g2.size)
         return dx.reshape(x.shape), sum_over_rows(g_xhat), sum_over_rows(g2)   # dweight, dbias: sums over rows

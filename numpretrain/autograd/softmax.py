@@ -32,10 +32,11 @@ def stable_softmax(x, axis=-1, out=None):
     probs = np.subtract(x, peak, out=out)
     np.exp(probs, out=probs)
     total = probs.sum(axis=axis, keepdims=True)
-    with np.errstate(divide="ignore"):           # log(0) = -inf for an all -inf row
-        lse = peak + np.log(total)
-    total[total == 0] = 1                        # ... whose probabilities stay 0
+    empty = total == 0                           # the all -inf rows ...
+    total[empty] = 1                             # ... whose probabilities stay 0
     probs /= total
+    lse = peak + np.log(total)
+    lse[empty] = -np.inf                         # ... and whose logsumexp is log(0)
     return probs, lse
 
 

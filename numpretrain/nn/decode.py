@@ -9,17 +9,27 @@ they run only under no_grad(). TransformerBlock.forward takes this path when it 
 kv_cache in eval mode; tests/test_transformer.py checks it against the full forward pass.
 """
 
+import numpy as np
+
 from numpretrain.autograd.attention import allowed_keys, attention_forward, merge_heads, split_qkv
 from numpretrain.autograd.dropout import dropout_mask
 from numpretrain.autograd.gelu import gelu_erf_forward, gelu_tanh_forward
-from numpretrain.autograd.layer_norm import layer_norm_forward
 from numpretrain.autograd.tensor import is_grad_enabled
 
 
 def layer_norm(x, ln):
-    """x (..., C) normalised over its last axis by the LayerNorm `ln`: the op's own forward."""
-    out, _, _ = layer_norm_forward(x.reshape(-1, x.shape[-1]), ln.weight.data, ln.bias.data, ln.eps)
-    return out.reshape(x.shape)
+    """x (..., C) normalised over its last axis by the LayerNorm `ln`.
+
+    autograd/layer_norm.py's `layer_norm_forward`, with the row means by np.sum: on the one row
+    a generated token has, np.einsum's fixed cost per call (what makes it 3x faster on a
+    training batch's rows) dominates, and this form makes generation about 1.1x faster. The results
+    agree to float32 rounding (tests/test_transformer.py compares generation with the full pass).
+    """
+    n = x.shape[-1]
+    centered = x - x.sum(axis=-1, keepdims=True) / n               # x - mean
+    variance = (centered * centered).sum(axis=-1, keepdims=True) / n
+    centered /= np.sqrt(variance + ln.eps)                         # xhat
+    return centered * ln.weight.data + ln.bias.data
 
 
 def linear(x, lin):

@@ -31,9 +31,8 @@ def row_mean(a, times=None):
         sums = np.einsum("nc->n", a)
     else:
         sums = np.einsum("nc,nc->n" if times.ndim == 2 else "nc,c->n", a, times)
-    means = sums[:, None]
-    means *= 1.0 / a.shape[1]
-    return means
+    sums *= 1.0 / a.shape[1]
+    return sums[:, None]
 
 
 def sum_over_rows(a):

@@ -101,6 +101,12 @@ def get_num_threads():
     return _num_threads
 
 
+def debugger_attached():
+    """True while a trace function is set, as pdb, VS Code and PyCharm set one: then every op
+    runs on the calling thread, and runs its plain formula rather than the in-place kernel."""
+    return sys.gettrace() is not None
+
+
 def row_blocks(n_rows, n_elements):
     """Contiguous slices covering range(n_rows): one per thread, or a single one for small work."""
     n_blocks = max(1, min(_num_threads, n_rows, n_elements // MIN_ELEMENTS))
@@ -114,7 +120,7 @@ def for_each_row_block(fn, n_rows, n_elements):
     n_elements (the size of the work) decides whether threads are worth it. Returns the
     results of fn in block order.
     """
-    if _num_threads == 1 or n_elements < 2 * MIN_ELEMENTS or sys.gettrace() is not None:
+    if _num_threads == 1 or n_elements < 2 * MIN_ELEMENTS or debugger_attached():
         return [fn(slice(0, n_rows))]               # small work, or a debugger watching: one thread
     blocks = row_blocks(n_rows, n_elements)
     if len(blocks) == 1 or not _busy.acquire(blocking=False):
