@@ -116,11 +116,11 @@ PLAIN_FORMS = {"layer_norm_forward", "layer_norm_backward", "gelu_tanh_forward",
 
 
 def functions_called(fn):
-    """The names of the functions in numpretrain/autograd/ that fn() called, traced as a debugger would."""
+    """The names of the functions in autograd/ and training/ that fn() called, traced as a debugger would."""
     called = set()
 
     def tracer(frame, event, arg):
-        if event == "call" and "autograd" in frame.f_code.co_filename:
+        if event == "call" and ("autograd" in frame.f_code.co_filename or "training" in frame.f_code.co_filename):
             called.add(frame.f_code.co_name)
         return None
 
@@ -138,4 +138,23 @@ def test_a_debugger_steps_through_the_plain_formulas_and_gets_the_same_bits(dtyp
     assert PLAIN_FORMS <= called                       # a breakpoint in any of them stops
     untraced = _ops_forward_and_backward(dtype)        # the in-place kernels (speed/kernels.py)
     for got, want in zip(traced, untraced):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_debugger_steps_through_adamw_update_and_gets_the_same_bits():
+    from numpretrain.training.optimizers import AdamW
+
+    def two_steps():
+        rng = np.random.default_rng(2)
+        params = [Tensor(rng.standard_normal(s), requires_grad=True) for s in [(3, 4), (4,), (2, 2)]]
+        opt = AdamW(params, lr=0.1, weight_decay=0.1)
+        for _ in range(2):
+            for p in params:
+                p.grad = rng.standard_normal(p.shape)
+            opt.step()
+        return [p.data for p in params]
+
+    called, traced = functions_called(two_steps)
+    assert "adamw_update" in called
+    for got, want in zip(traced, two_steps()):             # untraced: speed/kernels.py's flat update
         np.testing.assert_array_equal(got, want)

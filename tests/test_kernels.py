@@ -97,3 +97,26 @@ def test_apply_row_vector_writes_into_a_strided_output():
     out = np.zeros((1024, 130), np.float32)[:, :128]      # rows with gaps: reshaping it would copy
     kernels.apply_row_vector(np.multiply, x2, vector, out)
     np.testing.assert_array_equal(out, x2 * vector)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_adamw_flat_gives_adamw_updates_bits(dtype, weight_decay, monkeypatch):
+    from numpretrain.training.optimizers import adamw_update
+    monkeypatch.setattr(kernels, "ADAM_CHUNK", 7)             # chunks that cross the parameters' borders
+    rng = np.random.default_rng(5)
+    shapes = [(3, 4), (5,), (2, 3, 2), ()]
+    params = [standard_normal(rng, s, dtype) for s in shapes]
+    size = sum(p.size for p in params)
+    m, v = standard_normal(rng, size, dtype, 0.1), np.abs(standard_normal(rng, size, dtype, 0.01))
+    plain = [(p.copy(), mm.copy(), vv.copy()) for p, mm, vv in zip(
+        params, np.split(m, np.cumsum([p.size for p in params])[:-1]), np.split(v, np.cumsum([p.size for p in params])[:-1]))]
+    for t in (1, 2, 7):
+        grads = [standard_normal(rng, s, dtype) for s in shapes]
+        kernels.adamw_update_flat(params, grads, m, v, t, 1e-2, 0.9, 0.99, 1e-8, weight_decay)
+        for (p, mm, vv), g in zip(plain, grads):
+            adamw_update(p, g, mm.reshape(p.shape), vv.reshape(p.shape), t, 1e-2, 0.9, 0.99, 1e-8, weight_decay)
+        for got, (want, _, _) in zip(params, plain):
+            np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(m, np.concatenate([mm.reshape(-1) for _, mm, _ in plain]))
+    np.testing.assert_array_equal(v, np.concatenate([vv.reshape(-1) for _, _, vv in plain]))

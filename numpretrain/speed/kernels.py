@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from numpretrain.speed import threads
+
 # ----- reductions -----
 
 def row_mean(a, times=None):
@@ -173,3 +175,43 @@ def attention_backward(dq, dk, dv, gy, q, k, v, probs, keep):
     dscores *= 1.0 / math.sqrt(q.shape[-1])
     np.matmul(dscores, k, out=dq)
     np.matmul(dscores.swapaxes(-1, -2), q, out=dk)
+
+
+# ----- AdamW (training/optimizers.py) -----
+
+ADAM_CHUNK = 1 << 16   # elements per pass: the scratch array stays in cache, and no temporary is as big as the model
+
+
+def adamw_update_flat(params, grads, m, v, t, lr, beta1, beta2, eps, weight_decay):
+    """adamw_update of every array in `params`, in place, with their moments laid end to end in
+    the flat arrays m and v and one step count t: the gradients are gathered into one flat
+    array, which becomes the step to subtract, chunk by chunk, on all threads."""
+    step = np.empty_like(m)
+    np.concatenate([g.reshape(-1) for g in grads], out=step)
+    step_size = lr / (1 - beta1 ** t)
+    bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
+
+    def update(rows):                                      # rows: a slice of the flat arrays
+        scratch = np.empty(min(ADAM_CHUNK, rows.stop - rows.start), m.dtype)
+        for start in range(rows.start, rows.stop, ADAM_CHUNK):
+            chunk = slice(start, min(start + ADAM_CHUNK, rows.stop))
+            g, m_c, v_c, s = step[chunk], m[chunk], v[chunk], scratch[:chunk.stop - chunk.start]
+            m_c *= beta1                                   # m = b1 m + (1 - b1) g
+            np.multiply(g, 1 - beta1, out=s)
+            m_c += s
+            v_c *= beta2                                   # v = b2 v + (1 - b2) g^2
+            np.multiply(g, g, out=s)
+            s *= 1 - beta2
+            v_c += s
+            np.sqrt(v_c, out=s)                            # sqrt(v_hat) + eps
+            s /= bias_correction2_sqrt
+            s += eps
+            np.divide(m_c, s, out=g)                       # the step: m / (sqrt(v_hat) + eps) * lr / (1 - b1^t)
+            g *= step_size
+
+    threads.for_each_row_block(update, len(step), len(step))
+    start = 0
+    for param in params:
+        param *= 1 - lr * weight_decay                     # decoupled weight decay, before the step
+        param -= step[start:start + param.size].reshape(param.shape)
+        start += param.size

@@ -25,7 +25,7 @@ import numpy as np
 
 from numpretrain.autograd.tensor import Tensor
 from numpretrain.errors import CheckpointError, ConfigError
-from numpretrain.speed import threads
+from numpretrain.speed import kernels, threads
 
 # clip_grad_norm divides by (norm + CLIP_EPS), as PyTorch's clip_grad_norm_ does.
 CLIP_EPS = 1e-6
@@ -47,7 +47,14 @@ def adamw_update(param, grad, m, v, t, lr, beta1, beta2, eps, weight_decay):
 class AdamW:
     """Adam with decoupled weight decay over parameter groups (`param_groups_for_decay` builds
     nanoGPT's two). Each parameter has its own moments `exp_avg` (m) and `exp_avg_sq` (v), shaped
-    like it, and its own step count."""
+    like it, and its own step count.
+
+    The moments of a group's parameters of one dtype are views into one flat array each, as llm.c
+    keeps all of its parameters' moments: when every one of them has a gradient and the same step
+    count (the usual case), the update runs over the flat arrays in a few large NumPy calls
+    instead of a dozen small ones per parameter (speed/kernels.py, the same bits as
+    `adamw_update`; 0.4 ms a step instead of 0.7 for the tiny BERT of benchmarks/bench.py).
+    """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
         self.defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
@@ -62,34 +69,42 @@ class AdamW:
         for group in self.param_groups:
             group["_indices"] = list(range(index, index + len(group["params"])))
             index += len(group["params"])
-        self.moments = {name: [np.zeros_like(p.data) for p in self._params] for name in ("exp_avg", "exp_avg_sq")}
+        self.moments = {"exp_avg": [None] * index, "exp_avg_sq": [None] * index}   # views, parameter by parameter
+        self._flat_moments = []                        # (group, indices, flat m, flat v) per group and dtype
+        for group in self.param_groups:
+            for dtype in dict.fromkeys(p.data.dtype for p in group["params"]):
+                indices = [i for i in group["_indices"] if self._params[i].data.dtype == dtype]
+                flat = {name: np.zeros(sum(self._params[i].data.size for i in indices), dtype) for name in self.moments}
+                for name, array in flat.items():
+                    for i, view in zip(indices, _split(array, [self._params[i].data.shape for i in indices])):
+                        self.moments[name][i] = view
+                self._flat_moments.append((group, indices, flat["exp_avg"], flat["exp_avg_sq"]))
         self.step_count = 0                            # calls to step()
-        self.param_steps = [0] * len(self._params)     # updates each parameter received
+        self.param_steps = [0] * index                 # updates each parameter received
 
     def step(self):
         """One AdamW update of every parameter that has a gradient."""
         self.step_count += 1
-        updates = []                                   # (index, parameter, group) of each one to update
-        for group in self.param_groups:
-            for i, name, p in zip(group["_indices"], group["param_names"], group["params"]):
-                if p.grad is None:
-                    continue
+        for group, indices, flat_m, flat_v in self._flat_moments:
+            updated = [i for i in indices if self._params[i].grad is not None]
+            for i in updated:
+                p = self._params[i]
                 if p.grad.shape != p.data.shape:
-                    raise ValueError(f"parameter {i} ({name!r}) has shape {p.data.shape} "
-                                     f"but its grad has shape {p.grad.shape}")
+                    raise ValueError(f"parameter {i} ({group['param_names'][group['_indices'].index(i)]!r}) has "
+                                     f"shape {p.data.shape} but its grad has shape {p.grad.shape}")
                 self.param_steps[i] += 1
-                updates.append((i, p, group))
-
-        def update(rows):                              # rows: a slice of `updates`
-            for i, p, group in updates[rows]:
-                beta1, beta2 = group["betas"]
+            hyper = dict(lr=float(group["lr"]), beta1=float(group["betas"][0]), beta2=float(group["betas"][1]),
+                         eps=float(group["eps"]), weight_decay=float(group["weight_decay"]))
+            steps = {self.param_steps[i] for i in updated}
+            if len(updated) == len(indices) and len(steps) == 1 and not threads.debugger_attached():
+                params = [self._params[i] for i in indices]
+                kernels.adamw_update_flat([p.data for p in params], [p.grad for p in params], flat_m, flat_v,
+                                          steps.pop(), **hyper)
+                continue
+            for i in updated:                          # the formula, parameter by parameter
+                p = self._params[i]
                 adamw_update(p.data, p.grad, self.moments["exp_avg"][i], self.moments["exp_avg_sq"][i],
-                             self.param_steps[i], float(group["lr"]), float(beta1), float(beta2),
-                             float(group["eps"]), float(group["weight_decay"]))
-
-        # Each parameter's update is its own, so the parameters are shared out over the threads
-        # (speed/threads.py; the same bits as one thread): 2.0 ms a step instead of 2.3 for the small GPT.
-        threads.for_each_row_block(update, len(updates), sum(p.data.size for _, p, _ in updates))
+                             self.param_steps[i], **hyper)
 
     def _make_group(self, group):
         unknown = set(group) - set(self.defaults) - {"params", "param_names", "_indices"}
@@ -255,6 +270,16 @@ class AdamW:
             lines.append(f"  group {k}: {len(group['params'])} tensors, {numel:,} values, "
                          f"{self._hyperparameters(group)}")
         return "\n".join(lines) + ")"
+
+
+def _split(flat, shapes):
+    """Views of consecutive stretches of a flat array, shaped as `shapes`."""
+    views, start = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        views.append(flat[start:start + size].reshape(shape))
+        start += size
+    return views
 
 
 def _json_number(value):
