@@ -47,6 +47,7 @@ Without torch (or with --no-torch) the same rows print numpretrain's figures alo
 import argparse
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -183,6 +184,19 @@ def run_memory_child(framework, model, size, steps=5):
 
 
 # ----- the rows -----
+
+def cpu_model():
+    """The CPU's name and its widest vector extensions, from /proc/cpuinfo (Linux), else the platform's."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            fields = dict((key.strip(), value.strip()) for key, value in
+                          (line.split(":", 1) for line in cpuinfo if ":" in line))
+    except OSError:
+        return platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    vectors = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags]
+    return f"{fields.get('model name', '?')} ({', '.join(vectors) or 'no AVX2'})"
+
 
 def load():
     return os.getloadavg()[0]
@@ -360,6 +374,9 @@ def main():
     print(f"numpretrain {numpretrain.__version__}, NumPy {np.__version__}"
           + (f", PyTorch {torch.__version__}" if torch_ok else "") +
           f"; {ARGS.threads} thread(s) (numpretrain: {numpretrain.speed.threads.get_num_threads()}); {os.cpu_count()} CPUs; load average {load():.2f}")
+    print(f"CPU: {cpu_model()}; NumPy's BLAS: {numpretrain.speed.blas.describe()}"
+          + (f"; PyTorch's: {torch.backends.mkl.is_available() and 'MKL' or 'no MKL'}, "
+             f"{torch.backends.cpu.get_cpu_capability()}" if torch_ok else ""))
     models = [ARGS.model] if ARGS.model else ["gpt", "bert"]
     sizes = [ARGS.size] if ARGS.size else list(SIZES)
     peak = [0.0]

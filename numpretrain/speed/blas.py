@@ -24,9 +24,9 @@ SPIN_IS_SHORT = "OPENBLAS_THREAD_TIMEOUT" in os.environ or "numpy" not in sys.mo
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "17")
 
 
-def _find_openblas():
-    """(set_num_threads, get_num_threads) of the OpenBLAS that NumPy loaded, or None (not Linux,
-    or another BLAS: then blocks that call BLAS may compete with its threads, and be slower)."""
+def _openblas_functions(*names):
+    """The named functions (e.g. "set_num_threads") of the OpenBLAS that NumPy loaded, or None
+    (not Linux, or another BLAS: then blocks that call BLAS may compete with its threads)."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if "openblas" in line and ".so" in line}
@@ -41,11 +41,27 @@ def _find_openblas():
         for prefix in prefixes:
             for suffix in ("64_", ""):
                 try:
-                    return (getattr(library, f"{prefix}set_num_threads{suffix}"),
-                            getattr(library, f"{prefix}get_num_threads{suffix}"))
+                    return tuple(getattr(library, f"{prefix}{name}{suffix}") for name in names)
                 except AttributeError:
                     continue
     return None
+
+
+def _find_openblas():
+    """(set_num_threads, get_num_threads) of NumPy's OpenBLAS, or None."""
+    return _openblas_functions("set_num_threads", "get_num_threads")
+
+
+def describe():
+    """NumPy's BLAS and the kernel it chose for this CPU, e.g. "OpenBLAS 0.3.31 (kernel SkylakeX)":
+    the same code ranks differently against PyTorch's MKL on different kernels."""
+    functions = _openblas_functions("get_config", "get_corename")
+    if functions is None:
+        return "not an OpenBLAS this process can see"
+    for function in functions:
+        function.restype = ctypes.c_char_p
+    config, kernel = (function().decode() for function in functions)
+    return f"{' '.join(config.split()[:2])} (kernel {kernel})"
 
 
 _openblas = None          # found on first use: NumPy must have loaded OpenBLAS by then
