@@ -88,7 +88,8 @@ def ensure_pretrained(run_dir, command, recipe, minutes):
         print(f"  {run_dir}: reusing the finished run")
         return
     print(f"  {run_dir}: not there (or unfinished): training it now, about {minutes} minutes on 2 cores")
-    status = cli.main([command, "--out", run_dir, *recipe, "--resume"])
+    resume = ["--resume"] if os.path.exists(os.path.join(run_dir, "config.json")) else []   # an unfinished run continues
+    status = cli.main([command, "--out", run_dir, *recipe, *resume])
     if status:
         sys.exit(status)
 

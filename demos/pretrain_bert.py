@@ -97,8 +97,9 @@ def main():
     print("== 1. pretraining a BERT (MLM + NSP) on the built-in corpus ==")
     if args.retrain:
         shutil.rmtree(out, ignore_errors=True)
-    # --resume: a finished run is reused as it is, an interrupted one continues where it stopped
-    status = cli.main(["pretrain-bert", "--out", out, *recipe, "--resume"])
+    # --resume where a run exists: a finished run is reused as it is, an interrupted one continues
+    resume = ["--resume"] if os.path.exists(os.path.join(out, "config.json")) else []
+    status = cli.main(["pretrain-bert", "--out", out, *recipe, *resume])
     if status:
         sys.exit(status)
     model, tokenizer, _ = load_pretrained(out, expect="bert")

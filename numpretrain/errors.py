@@ -9,6 +9,12 @@ contents, a config) rather than a bug in the code.
 Messages name the file when there is one, then the problem, e.g.
 ``DataError("corpus.txt: not valid UTF-8 at byte 1234")``.
 
+A message about a setting names it as the code does, in one of three forms: ``Owner.field``
+("TrainConfig.max_iters must be positive, got 0"), ``field=value`` ("n_embd=128 is not
+divisible by n_head=3"), or the field's name opening the message ("temperature must be >= 0,
+got -1"). A library user sees the fields they passed; the command line rewords exactly these
+forms into its options ("--max-iters must be positive, got 0", app/cli.py: in_options).
+
 Below the types are the checks that several layers make (token ids in range, heads that
 divide the width), written once here because every layer may import this file.
 """
@@ -61,5 +67,5 @@ def check_heads_divide_width(n_embd, n_head, where=""):
     """ConfigError unless n_head divides n_embd: each head gets n_embd / n_head channels."""
     if n_embd % n_head:
         prefix = f"{where}: " if where else ""
-        raise ConfigError(f"{prefix}n_embd={n_embd} is not divisible by n_head={n_head}; "
-                          f"each head gets n_embd / n_head channels")
+        raise ConfigError(f"{prefix}n_embd={n_embd} is not divisible by n_head={n_head} "
+                          f"(each head gets n_embd / n_head channels)")

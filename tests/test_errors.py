@@ -32,7 +32,8 @@ def test_without_a_size_only_negative_ids_are_refused():
 
 def test_heads_must_divide_the_width():
     check_heads_divide_width(12, 4, "SelfAttention")
-    with pytest.raises(ConfigError, match=r"^SelfAttention: n_embd=10 is not divisible by n_head=3; "):
+    with pytest.raises(ConfigError, match=r"^SelfAttention: n_embd=10 is not divisible by n_head=3 "
+                                          r"\(each head gets n_embd / n_head channels\)$"):
         check_heads_divide_width(10, 3, "SelfAttention")
     with pytest.raises(ConfigError, match=r"^n_embd=12 is not divisible by n_head=5"):
         check_heads_divide_width(12, 5)

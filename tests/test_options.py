@@ -165,11 +165,19 @@ def test_a_default_warmup_is_shortened_to_fit_the_run():
     assert notes == []                                        # it fits: nothing to say
 
 
-@pytest.mark.parametrize("typed", [["--warmup-iters", "100"], ["--warmup-iters=100"], ["--warm", "100"]])
+@pytest.mark.parametrize("typed", [["--warmup-iters", "100"], ["--warmup-iters=100"]])
 def test_a_typed_warmup_is_never_shortened_even_when_it_equals_the_default(typed):
     # the user typed it, so it is theirs; telling "typed" from "default" by value would miss this
     with pytest.raises(ConfigError, match="^--warmup-iters 100 is more than --max-iters 80$"):
         train_config(parse("pretrain-gpt", "--max-iters", "80", *typed), log=print)
+
+
+def test_an_abbreviated_option_is_refused(capsys):
+    # argparse would read --warm as --warmup-iters, and NoteGiven note it as typed: options are never abbreviated
+    with pytest.raises(SystemExit) as exit:
+        parse("pretrain-gpt", "--max-iters", "80", "--warm", "100")
+    assert exit.value.code == 2
+    assert "unrecognized arguments: --warm 100" in capsys.readouterr().err
 
 
 def test_train_config_names_its_fields():

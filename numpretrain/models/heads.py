@@ -33,7 +33,7 @@ class ClassifierConfig:
     labels: list = field(default_factory=list)   # label names, in id order
     pooling: str = "last"           # "last" (GPT), "cls" or "mean" (BERT)
     lm_weight: float = LM_WEIGHT    # GPT only: weight of the auxiliary LM loss
-    dropout: float = 0.1            # before the classifier layer
+    dropout: float = 0.1            # dropout probability on the vector the classifier layer reads
 
     def __post_init__(self):
         if self.n_labels < 2:
@@ -44,6 +44,8 @@ class ClassifierConfig:
             raise ConfigError(f"a classifier body must be a gpt or bert config, got model_type={kind!r}")
         if self.pooling not in allowed:
             raise ConfigError(f"pooling {self.pooling!r} does not fit a {kind} body (use {' or '.join(allowed)})")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"ClassifierConfig.dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def body_config(self):

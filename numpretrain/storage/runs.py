@@ -1,8 +1,14 @@
 """Model directories: the weights, the config and the tokenizer, saved and loaded together.
 
-    DIR/config.json        {"model": {"model_type": "gpt", ...}, "train": {...}}
+    DIR/config.json        {"model": {"model_type": "gpt", ...}, "train": {...}, "options": {...},
+                            "numpretrain_version": "0.1.0"}
     DIR/model.safetensors  the weights (our names; see numpretrain/storage/hf.py for Hugging Face's)
     DIR/tokenizer.json     the tokenizer
+
+config.json's "model" is what builds the model. A training run also records its TrainConfig
+("train") and every option of the command that made it ("options", see app/settings.py), which
+`--resume` takes back; folders written before "options" existed lack it, and a model saved
+outside a run has only "model". `load_run_record` reads the sections, None for a missing one.
 
 Every file is written atomically and read without pickle; a missing, truncated or
 foreign file is a CheckpointError naming the file and the problem. A config is
@@ -25,6 +31,7 @@ from numpretrain.tokenizers import load_tokenizer
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE)      # what a folder needs to be loaded as a model
 
 
 def model_classes():
@@ -37,12 +44,55 @@ def model_classes():
             "bert_classifier": (ClassifierConfig, BertClassifier)}
 
 
-def save_config(run_dir, model_config, train_config=None):
+def save_config(run_dir, model_config, train_config=None, options=None, version=None):
+    """Write config.json: the model config, and for a training run its TrainConfig (a dict),
+    its options ({option name: value}) and the numpretrain version that made it."""
     os.makedirs(run_dir, exist_ok=True)
     content = {"model": model_config.to_dict()}
-    if train_config is not None:
-        content["train"] = train_config
+    for section, value in (("train", train_config), ("options", options), ("numpretrain_version", version)):
+        if value is not None:
+            content[section] = value
     save_json(os.path.join(run_dir, CONFIG_FILE), content)
+
+
+def load_run_record(run_dir):
+    """{"train": dict, "options": dict, "numpretrain_version": str} from a run's config.json;
+    a section the file does not have is None (not recorded)."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    content = load_json(path)
+    record = {}
+    for section, kind in (("train", dict), ("options", dict), ("numpretrain_version", str)):
+        value = content.get(section)
+        if value is not None and not isinstance(value, kind):
+            raise CheckpointError(f"{path}: its {section!r} section is not a JSON {kind.__name__}")
+        record[section] = value
+    return record
+
+
+def folder_problem(path, needs=RUN_FILES):
+    """None when `path` is a folder holding every file in `needs`; else what it is, as a clause:
+    "runs/x: no such folder", "runs/x: an empty folder", "runs/x/config.json: no such file
+    (runs/x holds notes.txt)", "runs/x: a file, not a folder"."""
+    if not os.path.exists(path):
+        return f"{path}: no such folder"
+    if not os.path.isdir(path):
+        return f"{path}: a file, not a folder"
+    names = sorted(name for name in os.listdir(path) if not name.startswith("."))
+    if not names:
+        return f"{path}: an empty folder"
+    missing = [name for name in needs if name not in names]
+    if not missing:
+        return None
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return f"{os.path.join(path, missing[0])}: no such file ({path} holds {shown})"
+
+
+def check_run_folder(path, needs=RUN_FILES):
+    """A CheckpointError saying what `path` holds, unless it is a folder with the files in `needs`."""
+    problem = folder_problem(path, needs)
+    if problem:
+        raise CheckpointError(f"{problem}; a run folder, as pretrain-gpt, pretrain-bert and finetune --out "
+                              f"write it, holds {', '.join(RUN_FILES[:-1])} and {RUN_FILES[-1]}")
 
 
 def save_pretrained(run_dir, model, tokenizer, train_config=None):
@@ -55,8 +105,7 @@ def save_pretrained(run_dir, model, tokenizer, train_config=None):
 def load_config(run_dir):
     """The model config of a run directory, as its config class."""
     path = os.path.join(run_dir, CONFIG_FILE)
-    if not os.path.isdir(run_dir):
-        raise CheckpointError(f"{run_dir}: no such checkpoint directory")
+    check_run_folder(run_dir, needs=(CONFIG_FILE,))
     content = load_json(path)
     model = content.get("model")
     if not isinstance(model, dict) or "model_type" not in model:
@@ -120,6 +169,7 @@ def load_pretrained(run_dir, expect=None):
 
     expect: a model_type or tuple of them; another type is a CheckpointError saying what it is.
     """
+    check_run_folder(run_dir)
     config = load_config(run_dir)
     model_type = config.to_dict()["model_type"]
     expected = (expect,) if isinstance(expect, str) else expect

@@ -13,6 +13,9 @@ A run directory holds:
     training_state.safetensors  weights + optimizer moments + trainer state in its metadata:
                              one file, renamed into place atomically, so it is always consistent
     metrics.jsonl            one JSON object per logged step and per evaluation
+
+Ctrl-C during `train` raises TrainingInterrupted, which says the step reached and the step of
+the last complete checkpoint, the one `resume` continues from.
 """
 
 import json
@@ -46,6 +49,26 @@ class DivergenceError(NumpretrainError):
     """The loss or a gradient stopped being finite."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `Trainer.train`: the step it reached and the checkpoint `resume` would take up.
+
+    A KeyboardInterrupt still (whoever stops on Ctrl-C stops on this), whose text the CLI prints.
+    """
+
+    def __init__(self, step, saved_step, run_dir):
+        super().__init__(step, saved_step, run_dir)
+        self.step, self.saved_step, self.run_dir = step, saved_step, run_dir
+
+    def __str__(self):
+        if self.run_dir is None:
+            return f"interrupted at step {self.step}; this run has no folder, so nothing was saved"
+        if self.saved_step is None:
+            return (f"interrupted at step {self.step}, before the first checkpoint of {self.run_dir}; "
+                    f"--resume starts it again from step 0")
+        return (f"interrupted at step {self.step}; the last checkpoint is step {self.saved_step} "
+                f"({self.run_dir}); --resume continues from there")
+
+
 @dataclass
 class TrainConfig:
     # Each field is also an option of the commands that train (--max-iters, --batch-size ...):
@@ -54,8 +77,8 @@ class TrainConfig:
     batch_size: int = 32         # sequences, or labelled texts when fine-tuning, per micro-batch
     lr: float = 1e-3             # peak learning rate, reached at the end of the warm-up
     min_lr: float = 1e-4         # learning rate at the end of the cosine decay
-    warmup_iters: int = 100      # steps of linear warm-up, at most max_iters; the commands shorten
-                                 # this default to fit a shorter run
+    warmup_iters: int = 100      # steps of linear warm-up, at most the run's steps; a default longer
+                                 # than a short run is shortened to fit it
     weight_decay: float = 0.1    # AdamW decay of 2-D weights; biases and LayerNorms are not decayed
     beta1: float = 0.9           # AdamW's decay rate of the gradient's running mean
     beta2: float = 0.99          # AdamW's decay rate of the squared gradient's running mean
@@ -78,9 +101,12 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig.{field} must be a finite number, got {getattr(self, field)}")
         if self.lr <= 0:
             raise ConfigError(f"TrainConfig.lr must be positive, got {self.lr}")
-        for field in ("warmup_iters", "min_lr"):
+        for field in ("warmup_iters", "min_lr", "weight_decay", "grad_clip"):
             if getattr(self, field) < 0:
                 raise ConfigError(f"TrainConfig.{field} must not be negative, got {getattr(self, field)}")
+        for field in ("beta1", "beta2"):
+            if not 0 <= getattr(self, field) < 1:
+                raise ConfigError(f"TrainConfig.{field} must be in [0, 1), got {getattr(self, field)}")
         if self.warmup_iters > self.max_iters:
             raise ConfigError(f"TrainConfig.warmup_iters={self.warmup_iters} is more than "
                               f"TrainConfig.max_iters={self.max_iters}: the warm-up must fit in the run")
@@ -181,7 +207,16 @@ class Trainer:
 
     # ----- the loop -----
     def train(self):
-        """Run until max_iters, logging, evaluating and checkpointing along the way."""
+        """Run until max_iters, logging, evaluating and checkpointing along the way.
+
+        Ctrl-C becomes TrainingInterrupted, which knows the last complete checkpoint.
+        """
+        try:
+            return self._train()
+        except KeyboardInterrupt as interrupt:
+            raise TrainingInterrupted(self.step, self.saved_step, self.run_dir) from interrupt
+
+    def _train(self):
         c = self.config
         self.model.train()
         start_step, started = self.step, time.time()
@@ -276,14 +311,10 @@ class Trainer:
         if not os.path.exists(path):
             self._truncate_metrics()   # killed before the first checkpoint: start over, log included
             return False
-        tensors, metadata = load_safetensors(path), load_safetensors_metadata(path)
-        if "trainer_state" not in metadata:
-            raise CheckpointError(f"{path}: no trainer state in its metadata (not a training state file)")
-        state = parse_json(metadata["trainer_state"], f"{path}: trainer state")
+        state = read_trainer_state(path)
+        tensors = load_safetensors(path)
+        step, skipped = state["step"], state.get("skipped_steps", 0)
         try:
-            step, skipped = state["step"], state.get("skipped_steps", 0)
-            if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (step, skipped)):
-                raise ValueError(f"step {step!r} and skipped_steps {skipped!r} must be counts")
             data_rng = rng_from_json(state["data_rng"], "data_rng")
             dropout_rng = rng_from_json(state["dropout_rng"], "dropout_rng")
             optimizer_info = state["optimizer"]
@@ -300,8 +331,27 @@ class Trainer:
         self.dropout_rng.bit_generator.state = dropout_rng.bit_generator.state
         self.saved_step = self.step
         self._truncate_metrics()
-        self.log(f"resumed from {path} at step {self.step}")
         return True
+
+
+def read_trainer_state(path):
+    """The trainer state (step, RNG states, optimizer entries) in a training state file's metadata,
+    its step and skipped-step count checked; read from the header alone, without the tensors."""
+    metadata = load_safetensors_metadata(path)
+    if "trainer_state" not in metadata:
+        raise CheckpointError(f"{path}: no trainer state in its metadata (not a training state file)")
+    state = parse_json(metadata["trainer_state"], f"{path}: trainer state")
+    counts = (state.get("step"), state.get("skipped_steps", 0)) if isinstance(state, dict) else (None, None)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        raise CheckpointError(f"{path}: the training state does not fit this run: step {counts[0]!r} and "
+                              f"skipped_steps {counts[1]!r} must be counts")
+    return state
+
+
+def checkpoint_step(run_dir):
+    """The step of the last complete checkpoint in run_dir (what `resume` continues from); None if none yet."""
+    path = os.path.join(run_dir, STATE_FILE)
+    return read_trainer_state(path)["step"] if os.path.exists(path) else None
 
 
 def first_nonfinite(output, parameter_names):
