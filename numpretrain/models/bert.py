@@ -11,11 +11,12 @@ and docs/weights.md.
 """
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from numpretrain.autograd import functional as F
-from numpretrain.errors import check_ids_in_range
+from numpretrain.errors import ConfigError, check_ids_in_range
 from numpretrain.models.config import ModelConfig
 from numpretrain.nn import (
     Dropout,
@@ -47,13 +48,22 @@ class BertConfig(ModelConfig):
     intermediate_size: int = 512  # the feed-forward width (4 x n_embd in BERT)
     dropout: float = 0.1
     layer_norm_eps: float = 1e-12
+    pad_token_id: Optional[int] = 0   # [PAD]'s id: its embedding row starts at 0 and gets no gradient,
+                                      # as Hugging Face's BERT (padding_idx); None: no padding row
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.pad_token_id is not None and not (isinstance(self.pad_token_id, int)
+                                                  and 0 <= self.pad_token_id < self.vocab_size):
+            raise ConfigError(f"BertConfig.pad_token_id must be None or an id in [0, {self.vocab_size}), "
+                              f"got {self.pad_token_id!r}")
 
 
 class BertEmbeddings(Module):
     def __init__(self, config):
         super().__init__()
         C = config.n_embd
-        self.word_embeddings = Embedding(config.vocab_size, C)
+        self.word_embeddings = Embedding(config.vocab_size, C, padding_idx=config.pad_token_id)
         self.position_embeddings = Embedding(config.max_position, C)
         self.token_type_embeddings = Embedding(config.type_vocab_size, C)
         self.LayerNorm = LayerNorm(C, eps=config.layer_norm_eps)

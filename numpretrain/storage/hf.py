@@ -226,7 +226,8 @@ def bert_config_from_hf(hf, source="config.json"):
                           type_vocab_size=hf.get("type_vocab_size", 2), n_layer=hf.get("num_hidden_layers", 12),
                           n_head=hf.get("num_attention_heads", 12), n_embd=hf.get("hidden_size", 768),
                           intermediate_size=hf.get("intermediate_size", 3072),
-                          dropout=hf.get("hidden_dropout_prob", 0.1), layer_norm_eps=hf.get("layer_norm_eps", 1e-12))
+                          dropout=hf.get("hidden_dropout_prob", 0.1), layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
+                          pad_token_id=hf.get("pad_token_id", 0))
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
 
@@ -238,7 +239,7 @@ def bert_config_to_hf(config, architecture):
             "intermediate_size": config.intermediate_size, "hidden_act": "gelu",
             "hidden_dropout_prob": config.dropout, "attention_probs_dropout_prob": config.dropout,
             "max_position_embeddings": config.max_position, "type_vocab_size": config.type_vocab_size,
-            "layer_norm_eps": config.layer_norm_eps, "initializer_range": 0.02, "pad_token_id": 0,
+            "layer_norm_eps": config.layer_norm_eps, "initializer_range": 0.02, "pad_token_id": config.pad_token_id,
             "position_embedding_type": "absolute", "tie_word_embeddings": True}
 
 
