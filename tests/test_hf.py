@@ -25,7 +25,8 @@ from numpretrain.errors import CheckpointError, ConfigError
 from numpretrain.models.bert import BertConfig, BertForPreTraining, BertModel
 from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.storage.formats import load_safetensors, save_safetensors
-from numpretrain.storage.hf import BERT_TABLE, GPT2_TABLE, expand, from_pretrained, hf_state_dict, save_hf
+from numpretrain.storage.hf import expand, from_pretrained, hf_state_dict, save_hf
+from numpretrain.storage.hf_names import BERT_TABLE, GPT2_TABLE
 from numpretrain.tokenizers.wordpiece import WordPieceTokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -3,8 +3,9 @@
     atomic.py   write to a temporary file, fsync, rename: a crash never leaves half a file
     formats.py  safetensors (no pickle), JSON with clear errors, RNG states as JSON
     runs.py     run folders: config.json + tokenizer.json + model.safetensors, load_pretrained
-    hf.py       Hugging Face GPT-2 and BERT folders in and out, by a name table (docs/weights.md)
+    hf.py       Hugging Face GPT-2 and BERT folders in and out, by the name tables of hf_names.py
+    hf_names.py one table of names per architecture, and the config.json fields each way (docs/weights.md)
 
 atomic.py and formats.py import nothing of ours but errors (tokenizers and the trainer build on
-them); runs.py and hf.py build models and tokenizers from files, so they sit above those.
+them); runs.py, hf.py and hf_names.py build models and tokenizers from files, so they sit above those.
 """
