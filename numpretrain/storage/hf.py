@@ -1,4 +1,5 @@
-"""Hugging Face checkpoints in and out: BERT (BertModel, BertForPreTraining) and GPT-2 (GPT2LMHeadModel).
+"""Hugging Face checkpoints in and out: BERT (BertModel, BertForPreTraining), GPT-2 (GPT2LMHeadModel)
+and OpenAI GPT (OpenAIGPTLMHeadModel, GPT-1: our post-LN GPT).
 
     model = from_pretrained("folder")     # config.json + model.safetensors, as transformers saves them
     save_hf("folder", model)              # the same layout, which transformers loads back
@@ -7,11 +8,11 @@ Our models use the checkpoints' names wherever they can, so a checkpoint maps by
 names, one per model family (hf_names.py, with the config.json fields each way).
 
 Some names are a second name of a tensor in the table (tied weights, which transformers
-writes under both names): BERT_ALIASES, GPT2_ALIASES. On the way out they are written too;
-on the way in the tensor is read under its first name and tied. Non-persistent buffers that old checkpoints carry
-(BERT's position_ids, GPT-2's attn.bias mask) are skipped. Any other name the table does
-not know, and any name it needs and the checkpoint lacks, is a CheckpointError that lists
-them all by name.
+writes under both names): BERT_ALIASES, GPT2_ALIASES, OPENAI_GPT_ALIASES. On the way out
+they are written too; on the way in the tensor is read under its first name and tied.
+Non-persistent buffers that old checkpoints carry (BERT's position_ids, GPT-2's and OpenAI
+GPT's attn.bias masks) are skipped. Any other name the table does not know, and any name it
+needs and the checkpoint lacks, is a CheckpointError that lists them all by name.
 
 Groups. "body" must be complete. A checkpoint of a BertModel (as all-MiniLM-L6-v2) has no
 pretraining heads: loaded as BertModel nothing is missing; loaded as BertForPreTraining
@@ -39,12 +40,17 @@ from numpretrain.storage.hf_names import (
     GPT2_BUFFERS,
     GPT2_TABLE,
     GROUP_NAMES,
+    OPENAI_GPT_ALIASES,
+    OPENAI_GPT_BUFFERS,
+    OPENAI_GPT_TABLE,
     QKV,
     TRANSPOSE,
     bert_config_from_hf,
     bert_config_to_hf,
     gpt2_config_from_hf,
     gpt2_config_to_hf,
+    openai_gpt_config_from_hf,
+    openai_gpt_config_to_hf,
 )
 
 CONFIG_FILE = "config.json"
@@ -86,9 +92,11 @@ def layout_of(model_class, config):
         pretraining = model_class is BertForPreTraining
         return Layout(BERT_TABLE, BERT_GROUPS if pretraining else ("body", "pooler"), BERT_GROUPS, BERT_ALIASES,
                       BERT_BUFFERS, "bert.", ("cls.",), strip="" if pretraining else "bert.")
-    if model_class is GPT:
+    if model_class is GPT:   # pre-LN is GPT-2, post-LN is OpenAI GPT (GPT-1)
+        table, aliases, buffers = ((GPT2_TABLE, GPT2_ALIASES, GPT2_BUFFERS) if config.norm_first else
+                                   (OPENAI_GPT_TABLE, OPENAI_GPT_ALIASES, OPENAI_GPT_BUFFERS))
         groups = ("body",) if config.tie_weights else ("body", "untied")
-        return Layout(GPT2_TABLE, groups, groups, GPT2_ALIASES if config.tie_weights else {}, GPT2_BUFFERS,
+        return Layout(table, groups, groups, aliases if config.tie_weights else {}, buffers,
                       "transformer.", ("lm_head.",))
     raise TypeError(f"Hugging Face layouts exist for GPT, BertModel and BertForPreTraining, "
                     f"not {getattr(model_class, '__name__', model_class)}")
@@ -190,8 +198,8 @@ def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
     """Load a Hugging Face folder (config.json + model.safetensors) into our model, in eval mode.
 
     model_class: BertModel, BertForPreTraining or GPT; None takes it from config.json
-        (GPT-2 -> GPT; a BERT whose "architectures" names a pretraining or masked-LM head ->
-        BertForPreTraining, otherwise BertModel).
+        (GPT-2 -> a pre-LN GPT, OpenAI GPT -> a post-LN GPT; a BERT whose "architectures" names
+        a pretraining or masked-LM head -> BertForPreTraining, otherwise BertModel).
     dtype: np.float32 or np.float64; None keeps a float64 checkpoint in float64 and loads anything
         else (float32, float16, bfloat16) in float32.
     log: called with one line per thing worth knowing (heads absent, heads unused, heads
@@ -210,13 +218,14 @@ def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
             heads = any(a.endswith(("ForPreTraining", "ForMaskedLM")) for a in hf_config.get("architectures") or [])
             model_class = BertForPreTraining if heads else BertModel
         allowed = (BertModel, BertForPreTraining)
-    elif model_type == "gpt2":
-        config = gpt2_config_from_hf(hf_config, config_path)
+    elif model_type in ("gpt2", "openai-gpt"):
+        read_config = gpt2_config_from_hf if model_type == "gpt2" else openai_gpt_config_from_hf
+        config = read_config(hf_config, config_path)
         model_class = GPT if model_class is None else model_class
         allowed = (GPT,)
     else:
         raise CheckpointError(f"{config_path}: model_type {model_type!r} is not supported "
-                              f"(numpretrain reads \"bert\" and \"gpt2\" checkpoints)")
+                              f"(numpretrain reads \"bert\", \"gpt2\" and \"openai-gpt\" checkpoints)")
     if model_class not in allowed:
         raise ConfigError(f"{config_path}: a {model_type} checkpoint loads as "
                           f"{' or '.join(c.__name__ for c in allowed)}, not {getattr(model_class, '__name__', model_class)}")
@@ -284,8 +293,9 @@ def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
 def hf_state_dict(model):
     """Our model's weights under Hugging Face names (second names of tied tensors included), and its config.json."""
     layout = layout_of(type(model), model.config)
-    if isinstance(model, GPT):
-        hf_config = gpt2_config_to_hf(model.config)
+    if isinstance(model, GPT):   # pre-LN -> GPT2LMHeadModel, post-LN -> OpenAIGPTLMHeadModel
+        to_hf_config = gpt2_config_to_hf if model.config.norm_first else openai_gpt_config_to_hf
+        hf_config = to_hf_config(model.config)
     else:
         hf_config = bert_config_to_hf(model.config, type(model).__name__)
     ours = model.state_dict()

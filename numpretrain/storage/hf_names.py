@@ -1,4 +1,4 @@
-"""Hugging Face names: one table per architecture, and the config.json fields each way.
+"""Hugging Face names: one table per architecture (BERT, GPT-2, OpenAI GPT), and the config.json fields each way.
 
 Each row of a table is (our name, the Hugging Face name(s), how the array changes on the way,
 the group it belongs to); `{i}` stands for the layer number. hf.py reads and writes checkpoints
@@ -91,6 +91,32 @@ GPT2_TABLE = (
 GPT2_ALIASES = {"lm_head.weight": ("transformer.wte.weight", "body")}   # when tie_word_embeddings (GPT-2 always)
 GPT2_BUFFERS = re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)")   # old causal-mask buffers
 
+# --------------------------------------------------------------------------
+# OpenAI GPT (GPT-1): our post-LN GPT (norm_first=False). The same Conv1D blocks as GPT-2,
+# other embedding names, ln_1 / ln_2 *after* attention / the MLP, and no final LayerNorm.
+# --------------------------------------------------------------------------
+
+OPENAI_GPT_TABLE = (
+    # our name                   Hugging Face name                       how   group
+    ("wte.weight",               "transformer.tokens_embed.weight",      COPY, "body"),
+    ("wpe.weight",               "transformer.positions_embed.weight",   COPY, "body"),
+    ("h.{i}.attn.c_attn.weight", _HF_BLOCK + "attn.c_attn.weight",       COPY, "body"),   # (C, 3C), q | k | v
+    ("h.{i}.attn.c_attn.bias",   _HF_BLOCK + "attn.c_attn.bias",         COPY, "body"),
+    ("h.{i}.attn.c_proj.weight", _HF_BLOCK + "attn.c_proj.weight",       COPY, "body"),
+    ("h.{i}.attn.c_proj.bias",   _HF_BLOCK + "attn.c_proj.bias",         COPY, "body"),
+    ("h.{i}.ln_1.weight",        _HF_BLOCK + "ln_1.weight",              COPY, "body"),   # ln_1(x + attn(x))
+    ("h.{i}.ln_1.bias",          _HF_BLOCK + "ln_1.bias",                COPY, "body"),
+    ("h.{i}.mlp.c_fc.weight",    _HF_BLOCK + "mlp.c_fc.weight",          COPY, "body"),
+    ("h.{i}.mlp.c_fc.bias",      _HF_BLOCK + "mlp.c_fc.bias",            COPY, "body"),
+    ("h.{i}.mlp.c_proj.weight",  _HF_BLOCK + "mlp.c_proj.weight",        COPY, "body"),
+    ("h.{i}.mlp.c_proj.bias",    _HF_BLOCK + "mlp.c_proj.bias",          COPY, "body"),
+    ("h.{i}.ln_2.weight",        _HF_BLOCK + "ln_2.weight",              COPY, "body"),   # ln_2(n + mlp(n))
+    ("h.{i}.ln_2.bias",          _HF_BLOCK + "ln_2.bias",                COPY, "body"),
+    ("lm_head.weight",           "lm_head.weight",                       COPY, "untied"),
+)
+OPENAI_GPT_ALIASES = {"lm_head.weight": ("transformer.tokens_embed.weight", "body")}   # when tie_word_embeddings
+OPENAI_GPT_BUFFERS = re.compile(r"transformer\.(position_ids|h\.\d+\.attn\.bias)")   # non-persistent in transformers
+
 
 def bert_config_from_hf(hf, source="config.json"):
     """A Hugging Face BertConfig dict -> our BertConfig. Missing fields take transformers' defaults."""
@@ -148,7 +174,7 @@ def gpt2_config_from_hf(hf, source="config.json"):
 def gpt2_config_to_hf(config):
     if not (config.norm_first and config.bias):
         raise ConfigError("only a GPT-2-shaped GPT (pre-LN blocks with biases) has a Hugging Face GPT-2 layout; "
-                          "this one has " + ("post-LN blocks" if not config.norm_first else "no biases"))
+                          "this one has " + ("post-LN blocks (OpenAI GPT's)" if not config.norm_first else "no biases"))
     return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
             "vocab_size": config.vocab_size, "n_positions": config.block_size, "n_embd": config.n_embd,
             "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": None,
@@ -158,6 +184,33 @@ def gpt2_config_to_hf(config):
             "bos_token_id": None, "eos_token_id": None}
 
 
-# --------------------------------------------------------------------------
-# Reading the weights
-# --------------------------------------------------------------------------
+def openai_gpt_config_from_hf(hf, source="config.json"):
+    """A Hugging Face OpenAIGPTConfig dict -> our post-LN GPTConfig. Missing fields take transformers' defaults.
+
+    afn "gelu" is the tanh GELU: modeling_openai.py maps it to gelu_new (ACT_FNS), not to the erf form
+    that ACT2FN["gelu"] is, so our GPT's GELU computes it as it is.
+    """
+    afn = hf.get("afn", "gelu")
+    if afn != "gelu":
+        raise ConfigError(f"{source}: afn={afn!r} is not supported (numpretrain's GPT has the tanh GELU, "
+                          f"which OpenAI GPT calls afn='gelu')")
+    try:
+        return GPTConfig(vocab_size=hf.get("vocab_size", 40478), block_size=hf.get("n_positions", 512),
+                         n_layer=hf.get("n_layer", 12), n_head=hf.get("n_head", 12), n_embd=hf.get("n_embd", 768),
+                         dropout=hf.get("resid_pdrop", 0.1), bias=True, norm_first=False,
+                         layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+                         tie_weights=bool(hf.get("tie_word_embeddings", True)))
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def openai_gpt_config_to_hf(config):
+    if config.norm_first or not config.bias:
+        raise ConfigError("only a GPT-1-shaped GPT (post-LN blocks with biases) has the OpenAI GPT layout")
+    return {"architectures": ["OpenAIGPTLMHeadModel"], "model_type": "openai-gpt",
+            "vocab_size": config.vocab_size, "n_positions": config.block_size, "n_embd": config.n_embd,
+            "n_layer": config.n_layer, "n_head": config.n_head, "afn": "gelu",
+            "resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout,
+            "layer_norm_epsilon": config.layer_norm_eps, "initializer_range": 0.02,
+            "tie_word_embeddings": config.tie_weights}
+
