@@ -177,6 +177,18 @@ def test_a_changed_finetune_setting_is_refused(typed, option, recorded, finished
     assert folder_bytes(out) == before
 
 
+def test_a_setting_typed_with_its_default_value_is_still_compared(finished, tmp_path, capsys):
+    # a run made with --data-seed 3, resumed with --data-seed 0 typed: 0 is the parser's default,
+    # but it was typed, so it is a change to refuse, not an option left out
+    out = fresh_copy(finished["finetune"], tmp_path)
+    content = config(out)
+    content["options"]["data_seed"] = 3
+    with open(os.path.join(out, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(content, f)
+    assert cli.main(["finetune", "--ckpt", finished["body"], "--out", out, "--resume", "--data-seed", "0"]) == 2
+    assert "--data-seed 0 differs from this run's 3" in capsys.readouterr().err
+
+
 # ----- what may change: the end of the run, and how often it evaluates and logs -----
 
 def test_a_finished_run_extended_with_max_iters_continues_from_its_last_step(finished, tmp_path, capsys):

@@ -171,7 +171,8 @@ def build_parser():
     p = add_command("pretrain-gpt", help="train a GPT (causal language model)",
                     description="Train a GPT on the built-in corpus or on --corpus FILE.")
     model = add_training_options(p, "pretrain-gpt")
-    model.add_argument("--post-ln", action="store_true", help="GPT-1's post-LayerNorm blocks instead of GPT-2's pre-LN")
+    model.add_argument("--post-ln", action=NoteGiven, nargs=0, const=True, default=False,
+                       help="GPT-1's post-LayerNorm blocks instead of GPT-2's pre-LN")
 
     p = add_command("pretrain-bert", help="pretrain a BERT (masked LM + next sentence prediction)",
                     description="Pretrain a BERT: masked language modelling plus next sentence prediction.")
@@ -215,22 +216,28 @@ def build_parser():
     p = add_command("finetune", help="fine-tune a classifier on a pretrained GPT or BERT",
                     description="Put a classifier head on a pretrained GPT or BERT and train it on "
                                 "labelled texts; report accuracy, macro-F1 and the confusion matrix.")
-    p.add_argument("--ckpt", required=True, metavar="DIR", help="a pretrained GPT or BERT run directory")
-    p.add_argument("--task", choices=("reviews",), help="the built-in labelled reviews (held-out-adjective test split)")
-    p.add_argument("--train", metavar="FILE", help="labelled training texts, TSV (text<TAB>label) or JSONL")
-    p.add_argument("--test", metavar="FILE", help="labelled test texts, same formats")
-    p.add_argument("--labels", type=int, default=None, metavar="N",
+    # NoteGiven: resuming, `given` tells the settings typed again (to compare) from those left out
+    p.add_argument("--ckpt", action=NoteGiven, required=True, metavar="DIR",
+                   help="a pretrained GPT or BERT run directory")
+    p.add_argument("--task", action=NoteGiven, choices=("reviews",),
+                   help="the built-in labelled reviews (held-out-adjective test split)")
+    p.add_argument("--train", action=NoteGiven, metavar="FILE",
+                   help="labelled training texts, TSV (text<TAB>label) or JSONL")
+    p.add_argument("--test", action=NoteGiven, metavar="FILE", help="labelled test texts, same formats")
+    p.add_argument("--labels", action=NoteGiven, type=int, default=None, metavar="N",
                    help="use only the first N labelled examples (default: all)")
-    p.add_argument("--from-scratch", action="store_true", help="the same architecture, randomly initialised")
-    p.add_argument("--freeze", action="store_true", help="train the head alone on the frozen body (a linear probe)")
-    p.add_argument("--pooling", choices=("last", "cls", "mean"), default=None,
+    p.add_argument("--from-scratch", action=NoteGiven, nargs=0, const=True, default=False,
+                   help="the same architecture, randomly initialised")
+    p.add_argument("--freeze", action=NoteGiven, nargs=0, const=True, default=False,
+                   help="train the head alone on the frozen body (a linear probe)")
+    p.add_argument("--pooling", action=NoteGiven, choices=("last", "cls", "mean"), default=None,
                    help="GPT: last (default); BERT: cls (default) or mean")
     add_config_options(p, ClassifierConfig, ("lm_weight",))
-    p.add_argument("--data-seed", type=seed, default=0,
+    p.add_argument("--data-seed", action=NoteGiven, type=seed, default=0,
                    help="seed of the built-in reviews' adjective split (default %(default)s)")
     p.add_argument("--out", metavar="DIR", default=None, help="where to save the fine-tuned model (default: not saved)")
     p.add_argument("--resume", action="store_true", help=RESUME_HELP)
-    p.add_argument("--block-size", type=int, default=None,
+    p.add_argument("--block-size", action=NoteGiven, type=int, default=None,
                    help="truncate texts to this many tokens (default: the model's context)")
     add_config_options(p, ClassifierConfig, ("dropout",))
     add_config_options(p.add_argument_group("training"), TrainConfig,

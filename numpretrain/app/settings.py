@@ -223,18 +223,10 @@ def typed_changes(options, recorded, config_path):
 
 
 def typed_options(options):
-    """The names of the options typed on the command line.
-
-    The parser notes its dataclass options in `given` as they are typed (cli.py: NoteGiven); of
-    its other options (--post-ln, finetune's --ckpt, --task, --freeze ...) one whose value is not
-    the parser's default was typed. A Namespace not made by the parser counts as typed in full.
-    """
+    """The names of the options typed on the command line: the parser notes every setting in
+    `given` as it is typed (cli.py: NoteGiven). A Namespace not made by the parser counts as typed in full."""
     given = getattr(options, "given", None)
-    if given is None or not hasattr(options, "command"):
-        return set(vars(options))
-    from numpretrain.app.cli import build_parser  # here, not above: cli.py imports what imports this module
-    parser = build_parser().commands[options.command]
-    return set(given) | {name for name, value in vars(options).items() if value != parser.get_default(name)}
+    return set(vars(options)) if given is None else set(given)
 
 
 def check_new_end(max_iters, step, train, out):

@@ -161,10 +161,15 @@ def gpt2_config_from_hf(hf, source="config.json"):
         value = hf.get(field, allowed[0])
         if value not in allowed:
             raise ConfigError(f"{source}: {field}={value!r} is not supported (numpretrain's GPT has {meaning})")
+    return _gpt_config_from_hf(hf, source, norm_first=True, vocab_size=50257, n_positions=1024)
+
+
+def _gpt_config_from_hf(hf, source, norm_first, vocab_size, n_positions):
+    """GPT-2's and OpenAI GPT's shared config fields -> our GPTConfig; the defaults that differ are given."""
     try:
-        return GPTConfig(vocab_size=hf.get("vocab_size", 50257), block_size=hf.get("n_positions", 1024),
-                         n_layer=hf.get("n_layer", 12), n_head=hf.get("n_head", 12), n_embd=n_embd,
-                         dropout=hf.get("resid_pdrop", 0.1), bias=True, norm_first=True,
+        return GPTConfig(vocab_size=hf.get("vocab_size", vocab_size), block_size=hf.get("n_positions", n_positions),
+                         n_layer=hf.get("n_layer", 12), n_head=hf.get("n_head", 12), n_embd=hf.get("n_embd", 768),
+                         dropout=hf.get("resid_pdrop", 0.1), bias=True, norm_first=norm_first,
                          layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5),
                          tie_weights=bool(hf.get("tie_word_embeddings", True)))
     except ConfigError as err:
@@ -194,14 +199,7 @@ def openai_gpt_config_from_hf(hf, source="config.json"):
     if afn != "gelu":
         raise ConfigError(f"{source}: afn={afn!r} is not supported (numpretrain's GPT has the tanh GELU, "
                           f"which OpenAI GPT calls afn='gelu')")
-    try:
-        return GPTConfig(vocab_size=hf.get("vocab_size", 40478), block_size=hf.get("n_positions", 512),
-                         n_layer=hf.get("n_layer", 12), n_head=hf.get("n_head", 12), n_embd=hf.get("n_embd", 768),
-                         dropout=hf.get("resid_pdrop", 0.1), bias=True, norm_first=False,
-                         layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-                         tie_weights=bool(hf.get("tie_word_embeddings", True)))
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+    return _gpt_config_from_hf(hf, source, norm_first=False, vocab_size=40478, n_positions=512)
 
 
 def openai_gpt_config_to_hf(config):
