@@ -153,6 +153,12 @@ def test_softmax_of_a_row_of_minus_inf_is_zero_not_nan():
     assert np.all(np.isfinite(x.grad))
 
 
+def test_logsumexp_of_a_row_of_minus_inf_is_minus_inf():
+    # log(sum of no exp) = log 0: the shared stable form must not leave the shift's 0 behind
+    x = Tensor(np.array([[0.0, -np.inf, 1.0], [-np.inf, -np.inf, -np.inf]]))
+    np.testing.assert_allclose(F.logsumexp(x).data, [np.log(1 + np.e), -np.inf])
+
+
 def test_softmax_is_shift_invariant():
     x = uniform(0, (3, 5))
     np.testing.assert_allclose(F.softmax(Tensor(x + 1e4)).data, naive_softmax(x), rtol=1e-9)
