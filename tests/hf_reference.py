@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from numpretrain.app import cli
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.storage.formats import save_safetensors
@@ -172,3 +173,14 @@ def import_transformers():
     transformers = pytest.importorskip("transformers")   # first: without it, torch need not be imported
     torch = pytest.importorskip("torch")
     return torch, transformers
+
+
+# a GPT or BERT pretrained for a few steps, through the command line, in seconds
+TINY_RUN = ["--n-documents", "300", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "32",
+            "--batch-size", "8", "--max-iters", "30", "--lr", "3e-3", "--warmup-iters", "5", "--eval-interval", "30",
+            "--eval-iters", "1", "--log-interval", "30"]
+
+
+def pretrain_tiny(folder, command="pretrain-gpt", *extra):
+    assert cli.main([command, "--out", str(folder), *TINY_RUN, *extra]) == 0
+    return folder
