@@ -19,6 +19,9 @@ pretraining heads: loaded as BertModel nothing is missing; loaded as BertForPreT
 the heads ("mlm", "nsp") are freshly initialised, and a warning line says so. Likewise a
 missing pooler. A `Layout` says which groups, prefixes and aliases one model class has;
 from_pretrained and save_hf both read it. docs/weights.md explains the tables for a reader.
+
+Fine-tuned classifiers (BertForSequenceClassification ...) go through hf_classifier.py, and our char and
+BPE tokenizers are written beside the model in the tokenizers format by hf_tokenizers.py.
 """
 
 import re
