@@ -112,6 +112,9 @@ def test_a_classifier_folder_that_does_not_fit_is_refused_by_name(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**config, "pad_token_id": 7}))
     with pytest.raises(CheckpointError, match="pad_token_id 7"):
         from_pretrained(tmp_path, log=silent([]))
+    (tmp_path / "config.json").write_text(json.dumps({**config, "problem_type": "multi_label_classification"}))
+    with pytest.raises(CheckpointError, match="problem_type 'multi_label_classification'"):
+        from_pretrained(tmp_path, log=silent([]))          # sigmoid per label: not our softmax over labels
     (tmp_path / "config.json").write_text(json.dumps(config))
     tensors = load_safetensors(tmp_path / "model.safetensors")
     save_safetensors(tmp_path / "model.safetensors", {**tensors, "score.bias": np.zeros(3)}, metadata={"format": "pt"})

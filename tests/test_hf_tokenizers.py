@@ -133,6 +133,7 @@ def test_the_chunk_pattern_agrees_with_pythons_on_every_assigned_code_point():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    import_transformers()                         # without it, no run is trained for nothing
     base = tmp_path_factory.mktemp("hf_tokenizers")
     # long enough that greedy continuations and fillers differ from prompt to prompt (a few seconds each)
     longer = ["--n-embd", "32", "--max-iters", "100", "--lr", "1e-2", "--eval-interval", "100", "--log-interval", "100"]

@@ -216,7 +216,7 @@ def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
         raise CheckpointError(f"{directory}: no such model folder")
     config_path = directory / CONFIG_FILE
     hf_config = load_json(config_path)
-    if model_class is None and any(a.endswith("ForSequenceClassification") for a in hf_config.get("architectures") or []):
+    if model_class is None and any(str(a).endswith("ForSequenceClassification") for a in hf_config.get("architectures") or []):
         from numpretrain.storage.hf_classifier import load_hf_classifier   # a classifier: hf_classifier.py
         return load_hf_classifier(directory, dtype, log)
     model_type = hf_config.get("model_type")

@@ -157,11 +157,12 @@ def save_hf_classifier(directory, model, tokenizer=None, log=_stderr):
 def _labels(hf_config, source):
     """Label names in id order from id2label (transformers' LABEL_0 ... when it has none)."""
     id2label = hf_config.get("id2label") or {}
-    n = len(id2label) or hf_config.get("num_labels", 2)
-    try:
-        names = [id2label[str(i)] if str(i) in id2label else id2label[i] for i in range(n)] if id2label else []
-    except KeyError:
-        raise CheckpointError(f"{source}: id2label must name ids 0..{n - 1}, has {sorted(id2label)}") from None
+    n = len(id2label) if isinstance(id2label, dict) and id2label else hf_config.get("num_labels", 2)
+    if not isinstance(id2label, dict) or type(n) is not int:
+        raise CheckpointError(f"{source}: id2label must be an object and num_labels a number")
+    names = [id2label.get(str(i)) for i in range(n)] if id2label else [f"LABEL_{i}" for i in range(n)]
+    if None in names:
+        raise CheckpointError(f"{source}: id2label must name ids 0..{n - 1}, has {sorted(id2label)[:12]}")
     return n, [str(name) for name in names]
 
 
@@ -185,10 +186,16 @@ def load_hf_classifier(directory, dtype=None, log=_stderr):
             raise CheckpointError(f"{config_path}: pad_token_id {pad}: transformers pools at the last token that is "
                                   f"not {pad}, ours at the last real token before [PAD] = {PAD_ID} padding")
         body.tie_weights = True                 # no LM head to read: the classifier does not use one
+    if hf_config.get("problem_type") not in (None, "single_label_classification"):
+        raise CheckpointError(f"{config_path}: problem_type {hf_config['problem_type']!r}; numpretrain's classifiers "
+                              f"pick one label of several (softmax cross-entropy, single_label_classification)")
     dropout = hf_config.get("classifier_dropout") if bert else 0.0
-    config = ClassifierConfig(body=body.to_dict(), n_labels=n_labels, labels=labels,
-                              pooling="cls" if bert else "last", lm_weight=0.0,
-                              dropout=body.dropout if dropout is None else dropout, classifier_bias=bert)
+    try:
+        config = ClassifierConfig(body=body.to_dict(), n_labels=n_labels, labels=labels,
+                                  pooling="cls" if bert else "last", lm_weight=0.0,
+                                  dropout=body.dropout if dropout is None else dropout, classifier_bias=bert)
+    except ConfigError as error:
+        raise CheckpointError(f"{config_path}: {error}") from None
     model = (BertClassifier if bert else GPTClassifier)(config)
 
     tensors = _canonical_names(read_hf_weights(directory), prefix, (weight.split(".")[0] + ".",))

@@ -161,12 +161,13 @@ def read_hf_tokenizer(directory):
     obj = load_json(path)
     model, pre = obj.get("model"), obj.get("pre_tokenizer")
     kind = model.get("type") if isinstance(model, dict) else None
-    added = {t.get("content"): t.get("id") for t in obj.get("added_tokens") or [] if isinstance(t, dict)}
+    added_tokens = obj.get("added_tokens") if isinstance(obj.get("added_tokens"), list) else []
+    added = {t.get("content"): t.get("id") for t in added_tokens if isinstance(t, dict)}
     if any(added.get(token) != i for i, token in enumerate(SPECIAL_TOKENS)) or obj.get("normalizer") is not None:
         raise CheckpointError(f"{path}: not a numpretrain tokenizer (it needs {list(SPECIAL_TOKENS)} as added "
                               f"tokens 0..{len(SPECIAL_TOKENS) - 1} and no normalizer)")
     vocab = model.get("vocab") if kind in ("WordLevel", "BPE") else None
-    if not isinstance(vocab, dict) or sorted(vocab.values()) != list(range(len(vocab))):
+    if not isinstance(vocab, dict) or sorted(i for i in vocab.values() if type(i) is int) != list(range(len(vocab))):
         raise CheckpointError(f"{path}: model type {kind!r} with this vocabulary is not one numpretrain reads "
                               f"(a WordLevel or BPE vocabulary with ids 0..n-1, as `numpretrain export-hf` writes)")
     tokens = sorted(vocab, key=vocab.get)
@@ -183,9 +184,14 @@ def read_hf_tokenizer(directory):
                               f"(GPT-2's own tokenizer, say, numbers its bytes otherwise)")
     if tokens[BYTE_OFFSET:FIRST_MERGE_ID] != BYTE_CHARS:
         raise CheckpointError(f"{path}: ids {BYTE_OFFSET}..{FIRST_MERGE_ID - 1} must be the 256 bytes in order")
+    if not isinstance(model.get("merges"), list):
+        raise CheckpointError(f"{path}: the BPE's \"merges\" must be a list")
     merges = []
-    for k, merge in enumerate(model.get("merges") or []):
-        a, b = merge.split(" ", 1) if isinstance(merge, str) else merge
+    for k, merge in enumerate(model["merges"]):
+        pair = merge.split(" ", 1) if isinstance(merge, str) else merge
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+            raise CheckpointError(f"{path}: merge {k} is {merge!r}, not a pair of tokens")
+        a, b = pair
         if vocab.get(a + b) != FIRST_MERGE_ID + k:
             raise CheckpointError(f"{path}: merge {k} ({a!r}, {b!r}) does not make token {FIRST_MERGE_ID + k}")
         merges.append((vocab[a], vocab[b]))
