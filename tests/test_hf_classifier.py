@@ -203,7 +203,7 @@ def test_export_hf_of_a_classifier_with_a_bias_names_the_option(finetuned, tmp_p
 
 
 def test_the_text_classification_pipeline_gives_our_label_and_probability(finetuned, tmp_path):
-    torch, transformers = import_transformers()
+    _, transformers = import_transformers()
     assert cli.main(["export-hf", "--ckpt", str(finetuned / "cls"), "--out", str(tmp_path / "hf")]) == 0
     classify = transformers.pipeline("text-classification", model=str(tmp_path / "hf"), device="cpu")
     for text, label, probabilities in classify_texts(str(finetuned / "cls"), TEXTS):

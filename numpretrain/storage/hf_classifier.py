@@ -51,13 +51,13 @@ from numpretrain.storage.hf import (
 )
 from numpretrain.storage.hf_names import (
     BERT_BUFFERS,
-    COPY,
-    TRANSPOSE,
     BERT_TABLE,
+    COPY,
     GPT2_BUFFERS,
     GPT2_TABLE,
     OPENAI_GPT_BUFFERS,
     OPENAI_GPT_TABLE,
+    TRANSPOSE,
     bert_config_from_hf,
     gpt2_config_from_hf,
     openai_gpt_config_from_hf,
