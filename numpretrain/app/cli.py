@@ -242,9 +242,9 @@ def build_parser():
     p.add_argument("--block-size", action=NoteGiven, type=int, default=None,
                    help="truncate texts to this many tokens (default: the model's context)")
     add_config_options(p, ClassifierConfig, ("dropout",))
-    p.add_argument("--no-classifier-bias", dest="classifier_bias", action=NoteGiven, nargs=0, const=False,
-                   default=True, help="no bias in the classifier layer, as the GPT paper's head and transformers' "
-                                      "GPT2/OpenAIGPTForSequenceClassification (export-hf needs it for a GPT)")
+    p.add_argument("--no-classifier-bias", action=NoteGiven, nargs=0, const=True, default=False,
+                   help="no bias in the classifier layer, as the GPT paper's head and transformers' "
+                        "GPT2/OpenAIGPTForSequenceClassification (export-hf needs it for a GPT)")
     add_config_options(p.add_argument_group("training"), TrainConfig,
                        [f.name for f in dataclasses.fields(TrainConfig) if f.name not in FINETUNE_WITHOUT],
                        COMMAND_DEFAULTS["finetune"])

@@ -204,7 +204,7 @@ def finetune(options, log=print):
         train = train[:options.labels]
     model, tokenizer = build_classifier(options.ckpt, len(labels), labels, options.from_scratch,
                                         options.pooling, options.lm_weight, options.dropout, options.seed,
-                                        getattr(options, "classifier_bias", True))
+                                        not getattr(options, "no_classifier_bias", False))
     if resumed and model.config.to_dict() != resumed.model_config.to_dict():
         raise CheckpointError(f"{options.out}: its model is not the one --ckpt {options.ckpt} and the labelled "
                               f"data make now (have they changed since the run started?)")
