@@ -26,7 +26,7 @@ RANKS = {
     "models": 4,
     "tokenizers": 5,
     "data": 6,
-    "storage.runs": 7, "storage.hf": 7, "storage.hf_names": 7,
+    "storage.runs": 7, "storage.hf": 7, "storage.hf_names": 7, "storage.hf_classifier": 7, "storage.hf_tokenizers": 7,
     "training": 8,
     "app": 9,
 }

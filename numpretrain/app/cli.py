@@ -8,6 +8,8 @@
     nsp            how likely a trained BERT finds that sentence B follows sentence A
     finetune       train a classifier on a pretrained GPT or BERT (or from scratch)
     classify       label a text with a fine-tuned classifier
+    export-hf      a run as a Hugging Face folder (model and tokenizer) that transformers loads
+    import-hf      a Hugging Face folder (as export-hf writes one) as a run folder
     embed          sentence embeddings (and their similarities) from a real BERT, e.g. all-MiniLM-L6-v2
 
 Training options follow nanoGPT's names, so a practitioner's recipe carries over. They are the
@@ -240,6 +242,9 @@ def build_parser():
     p.add_argument("--block-size", action=NoteGiven, type=int, default=None,
                    help="truncate texts to this many tokens (default: the model's context)")
     add_config_options(p, ClassifierConfig, ("dropout",))
+    p.add_argument("--no-classifier-bias", action=NoteGiven, nargs=0, const=True, default=False,
+                   help="no bias in the classifier layer, as the GPT paper's head and transformers' "
+                        "GPT2/OpenAIGPTForSequenceClassification (export-hf needs it for a GPT)")
     add_config_options(p.add_argument_group("training"), TrainConfig,
                        [f.name for f in dataclasses.fields(TrainConfig) if f.name not in FINETUNE_WITHOUT],
                        COMMAND_DEFAULTS["finetune"])
@@ -248,6 +253,21 @@ def build_parser():
                     description="Label texts with a classifier saved by finetune --out.")
     p.add_argument("--ckpt", required=True, metavar="DIR", help="a directory written by finetune --out")
     p.add_argument("texts", nargs="+", help="texts to classify")
+
+    p = add_command("export-hf", help="write a run as a Hugging Face folder that transformers loads",
+                    description="Write a run folder (pretrain-gpt, pretrain-bert, finetune --out) as a Hugging Face "
+                                "folder: config.json, model.safetensors and the tokenizer files, which transformers' "
+                                "from_pretrained, AutoTokenizer and pipeline() read with no code of ours "
+                                "(docs/weights.md).")
+    p.add_argument("--ckpt", required=True, metavar="DIR", help="a run directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="the Hugging Face folder to write (new or empty)")
+
+    p = add_command("import-hf", help="make a run folder of a Hugging Face folder that export-hf could write",
+                    description="Read a Hugging Face folder (GPT-2, OpenAI GPT, BERT or one of their sequence "
+                                "classifiers, with a tokenizer.json as export-hf writes it) into a run folder that "
+                                "generate, fill-mask, classify and finetune --ckpt read.")
+    p.add_argument("--model", required=True, metavar="DIR", help="a Hugging Face model folder")
+    p.add_argument("--out", required=True, metavar="DIR", help="the run folder to write (new or empty)")
 
     p = add_command("embed", help="sentence embeddings from a Hugging Face BERT (default: all-MiniLM-L6-v2)",
                     description="Mean-pooled, L2-normalised sentence embeddings, as sentence-transformers "

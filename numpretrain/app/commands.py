@@ -1,9 +1,12 @@
 """What each `python -m numpretrain COMMAND` does, given its parsed options (see cli.py)."""
 
+import os
+
 import numpy as np
 
 from numpretrain.app import probing
 from numpretrain.data.builtin.probes import probes
+from numpretrain.storage.formats import load_json
 from numpretrain.storage.runs import load_pretrained
 
 
@@ -98,6 +101,39 @@ def classify(options):
     for text, label, probabilities in classify_texts(options.ckpt, options.texts):
         shown = "  ".join(f"{name} {p:.3f}" for name, p in probabilities.items())
         print(f"{label}\t{shown}\t{text}")
+
+
+def _new_folder(out):
+    """Export and import write into a new or empty folder only: nothing a user saved is overwritten."""
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise ValueError(f"--out {out} already exists and is not an empty folder; give a new one (nothing is overwritten)")
+
+
+def export_hf(options):
+    from numpretrain.storage.hf import save_hf
+    model, tokenizer, _ = load_pretrained(options.ckpt)
+    _new_folder(options.out)
+    save_hf(options.out, model, tokenizer)        # a classifier whose head transformers lacks: an error, nothing written
+    architecture = load_json(os.path.join(options.out, "config.json"))["architectures"][0]
+    print(f"saved {options.out} ({architecture}); in Python: transformers.AutoTokenizer.from_pretrained"
+          f"({options.out!r}), transformers.{architecture}.from_pretrained({options.out!r})")
+
+
+def import_hf(options):
+    from numpretrain.models.bert import BertForPreTraining, BertModel
+    from numpretrain.storage.hf import from_pretrained
+    from numpretrain.storage.hf_tokenizers import read_hf_tokenizer
+    from numpretrain.storage.runs import save_pretrained
+    _new_folder(options.out)
+    tokenizer = read_hf_tokenizer(options.model)   # first: a folder whose tokenizer is not ours stops here
+    model = from_pretrained(options.model, dtype=np.float32)
+    if type(model) is BertModel:                   # a run folder holds a BERT with its pretraining heads
+        model = from_pretrained(options.model, BertForPreTraining, dtype=np.float32)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(f"{options.model}: the tokenizer has {tokenizer.vocab_size} tokens, the model only "
+                         f"{model.config.vocab_size}")
+    save_pretrained(options.out, model, tokenizer)
+    print(f"saved {options.out} ({type(model).__name__})")
 
 
 def embed(options):

@@ -168,13 +168,15 @@ def body_features(model, data, batch_size=128):
     return {"features": features, **({"labels": data["labels"]} if "labels" in data else {})}
 
 
-def build_classifier(ckpt, n_labels, labels, from_scratch=False, pooling=None, lm_weight=0.5, dropout=0.1, seed=0):
+def build_classifier(ckpt, n_labels, labels, from_scratch=False, pooling=None, lm_weight=0.5, dropout=0.1, seed=0,
+                     classifier_bias=True):
     """A classifier whose body is the pretrained model in ckpt (or, from scratch, the same architecture)."""
     body, tokenizer, body_config = load_pretrained(ckpt, expect=("gpt", "bert"))
     kind = body_config.to_dict()["model_type"]
     pooling = pooling or ("last" if kind == "gpt" else "cls")
     config = ClassifierConfig(body=body_config.to_dict(), n_labels=n_labels, labels=labels, pooling=pooling,
-                              lm_weight=lm_weight if kind == "gpt" else 0.0, dropout=dropout)
+                              lm_weight=lm_weight if kind == "gpt" else 0.0, dropout=dropout,
+                              classifier_bias=classifier_bias)
     model = (GPTClassifier if kind == "gpt" else BertClassifier)(config, rng=np.random.default_rng(seed))
     if not from_scratch:
         weights = load_safetensors(os.path.join(ckpt, MODEL_FILE))
@@ -201,7 +203,8 @@ def finetune(options, log=print):
     if options.labels:
         train = train[:options.labels]
     model, tokenizer = build_classifier(options.ckpt, len(labels), labels, options.from_scratch,
-                                        options.pooling, options.lm_weight, options.dropout, options.seed)
+                                        options.pooling, options.lm_weight, options.dropout, options.seed,
+                                        not getattr(options, "no_classifier_bias", False))
     if resumed and model.config.to_dict() != resumed.model_config.to_dict():
         raise CheckpointError(f"{options.out}: its model is not the one --ckpt {options.ckpt} and the labelled "
                               f"data make now (have they changed since the run started?)")

@@ -34,6 +34,8 @@ class ClassifierConfig:
     pooling: str = "last"           # "last" (GPT), "cls" or "mean" (BERT)
     lm_weight: float = LM_WEIGHT    # GPT only: weight of the auxiliary LM loss
     dropout: float = 0.1            # dropout probability on the vector the classifier layer reads
+    classifier_bias: bool = True    # a bias in the classifier layer (the GPT paper's W_y and
+                                    # transformers' GPT classifiers have none)
 
     def __post_init__(self):
         if self.n_labels < 2:
@@ -44,6 +46,8 @@ class ClassifierConfig:
             raise ConfigError(f"a classifier body must be a gpt or bert config, got model_type={kind!r}")
         if self.pooling not in allowed:
             raise ConfigError(f"pooling {self.pooling!r} does not fit a {kind} body (use {' or '.join(allowed)})")
+        if not isinstance(self.classifier_bias, bool):
+            raise ConfigError(f"ClassifierConfig.classifier_bias must be true or false, got {self.classifier_bias!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"ClassifierConfig.dropout must be in [0, 1), got {self.dropout}")
 
@@ -58,7 +62,7 @@ class ClassifierConfig:
     def to_dict(self):
         return {"model_type": f"{self.body['model_type']}_classifier", "body": self.body,
                 "n_labels": self.n_labels, "labels": list(self.labels), "pooling": self.pooling,
-                "lm_weight": self.lm_weight, "dropout": self.dropout}
+                "lm_weight": self.lm_weight, "dropout": self.dropout, "classifier_bias": self.classifier_bias}
 
     @classmethod
     def from_dict(cls, config):
@@ -91,7 +95,7 @@ class SequenceClassifier(Module):
     def _init_head(self, config, rng):
         self.config = config
         self.dropout = Dropout(config.dropout)
-        self.classifier = Linear(config.body_config.n_embd, config.n_labels)
+        self.classifier = Linear(config.body_config.n_embd, config.n_labels, bias=config.classifier_bias)
         init_weights(self.classifier, rng=rng)
 
     def classify(self, features, labels=None):

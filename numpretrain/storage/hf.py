@@ -19,6 +19,9 @@ pretraining heads: loaded as BertModel nothing is missing; loaded as BertForPreT
 the heads ("mlm", "nsp") are freshly initialised, and a warning line says so. Likewise a
 missing pooler. A `Layout` says which groups, prefixes and aliases one model class has;
 from_pretrained and save_hf both read it. docs/weights.md explains the tables for a reader.
+
+Fine-tuned classifiers (BertForSequenceClassification ...) go through hf_classifier.py, and our char and
+BPE tokenizers are written beside the model in the tokenizers format by hf_tokenizers.py.
 """
 
 import re
@@ -31,6 +34,7 @@ import numpy as np
 from numpretrain.errors import CheckpointError, ConfigError
 from numpretrain.models.bert import BertForPreTraining, BertModel
 from numpretrain.models.gpt import GPT
+from numpretrain.models.heads import SequenceClassifier
 from numpretrain.storage.formats import load_json, load_safetensors, save_json, save_safetensors
 from numpretrain.storage.hf_names import (
     BERT_ALIASES,
@@ -52,6 +56,7 @@ from numpretrain.storage.hf_names import (
     openai_gpt_config_from_hf,
     openai_gpt_config_to_hf,
 )
+from numpretrain.storage.hf_tokenizers import write_hf_tokenizer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -211,6 +216,9 @@ def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
         raise CheckpointError(f"{directory}: no such model folder")
     config_path = directory / CONFIG_FILE
     hf_config = load_json(config_path)
+    if model_class is None and any(str(a).endswith("ForSequenceClassification") for a in hf_config.get("architectures") or []):
+        from numpretrain.storage.hf_classifier import load_hf_classifier   # a classifier: hf_classifier.py
+        return load_hf_classifier(directory, dtype, log)
     model_type = hf_config.get("model_type")
     if model_type == "bert":
         config = bert_config_from_hf(hf_config, config_path)
@@ -310,12 +318,19 @@ def hf_state_dict(model):
 
 def save_hf(directory, model, tokenizer=None):
     """Write `model` as a Hugging Face folder: config.json and model.safetensors (float32 or float64, as
-    the model is), plus vocab.txt and tokenizer_config.json when the tokenizer is a WordPiece one."""
+    the model is), plus vocab.txt and tokenizer_config.json when the tokenizer is a WordPiece one, and
+    tokenizer.json (hf_tokenizers.py) when it is our char or BPE one. A fine-tuned classifier goes to
+    hf_classifier.py (BertForSequenceClassification, GPT2ForSequenceClassification ...)."""
+    if isinstance(model, SequenceClassifier):
+        from numpretrain.storage.hf_classifier import save_hf_classifier   # a fine-tuned classifier: hf_classifier.py
+        return save_hf_classifier(directory, model, tokenizer)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     tensors, hf_config = hf_state_dict(model)
+    directory.mkdir(parents=True, exist_ok=True)
     save_json(directory / CONFIG_FILE, hf_config)
     save_safetensors(directory / WEIGHTS_FILE, tensors, metadata=SAFETENSORS_METADATA)
     if tokenizer is not None and hasattr(tokenizer, "save_vocab"):
         tokenizer.save_vocab(directory)
+    elif tokenizer is not None:      # our char or BPE tokenizer, in the tokenizers format (hf_tokenizers.py)
+        write_hf_tokenizer(directory, tokenizer, hf_config)
     return directory
