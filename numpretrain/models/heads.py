@@ -46,6 +46,8 @@ class ClassifierConfig:
             raise ConfigError(f"pooling {self.pooling!r} does not fit a {kind} body (use {' or '.join(allowed)})")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"ClassifierConfig.dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.lm_weight < float("inf"):      # a negative weight would reward forgetting the language
+            raise ConfigError(f"ClassifierConfig.lm_weight must be a finite number >= 0, got {self.lm_weight}")
 
     @property
     def body_config(self):
