@@ -6,8 +6,8 @@ A size typed on the command line (--n-embd, --batch-size, --labels, --max-new-to
 the parts its numbers size, as `Need`s, and `check_fits` refuses them (a ConfigError: status 2)
 when their total is more than this machine's memory, naming the options of the largest part:
 
-    --n-layer 4 and --n-embd 1000000000 need about 48 TB for the weights, their gradients and
-    AdamW's two moments (about 48 TB in all); this machine has 23 GB of memory
+    --n-layer 4 and --n-embd 1000000000 need about 768 EB for the weights, their gradients and
+    AdamW's two moments (about 768 EB in all); this machine has 25 GB of memory
 
 The estimates are rough on purpose, but not wild: within a factor of about two of the peak
 measured on small runs (tests/test_arguments.py checks it). The ceiling is the machine's physical
@@ -150,7 +150,8 @@ def pretrain_needs(options, train, bert=False):
     check_heads_divide_width(options.n_embd, options.n_head)
     sizes = {"--n-layer": options.n_layer, "--n-head": options.n_head, "--n-embd": options.n_embd,
              "--block-size": options.block_size}
-    vocabulary = {"--vocab-size": options.vocab_size} if options.tokenizer == "bpe" else {"": CHAR_VOCABULARY_GUESS}
+    bpe = getattr(options, "tokenizer", "char") == "bpe"
+    vocabulary = {"--vocab-size": options.vocab_size} if bpe else {"": CHAR_VOCABULARY_GUESS}
     return [*training_needs(sizes, vocabulary, {"--batch-size": train.batch_size}, {"--eval-iters": train.eval_iters},
                             scored_positions=options.max_predictions if bert else None),
             corpus_need(options)]
