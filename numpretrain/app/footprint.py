@@ -24,8 +24,8 @@ FLOAT_BYTES = 4              # weights, activations and gradients are float32
 TRAINING_COPIES = 4          # a weight, its gradient and AdamW's two moments
 ID_BYTES = 8                 # token ids and labels are int64 in the batches
 SAVED_PER_TOKEN = 2          # per float of the forward pass: the activation kept for backward and its
-                             # gradient (measured peaks above the interpreter's: 0.6 to 1.0 times the
-                             # estimate, GPT and BERT of 0.2 to 0.8 GB; tests/test_arguments.py)
+                             # gradient (measured peaks above the interpreter's: 0.65 to 1.15 times the
+                             # estimate, for GPTs and BERTs of 0.2 to 0.9 GB; tests/test_arguments.py)
 # What one unit of data costs, measured on the built-in texts. Python's lists and strings dominate:
 # a character id above 256 is a 28-byte int object in a list.
 BYTES_PER_DOCUMENT = 2_500   # a generated document, its sentences and their ids (measured: 1,000 for
