@@ -6,6 +6,7 @@ by falling item size (then name), so every tensor starts at a multiple of its it
 memory-mapped as an array; ours must lay them out the same way, byte for byte.
 """
 
+import itertools
 import json
 
 import numpy as np
@@ -39,7 +40,7 @@ def test_every_tensor_starts_aligned_to_its_item_size(tmp_path):
     assert header.pop("__metadata__") == {"format": "np"}
     spans = sorted((entry["data_offsets"], name) for name, entry in header.items())
     assert spans[0][0][0] == 0 and spans[-1][0][1] == len(data) - start       # the data, all of it
-    for (before, _), (after, _) in zip(spans, spans[1:]):
+    for (before, _), (after, _) in itertools.pairwise(spans):
         assert before[1] == after[0]                        # back to back
     for name, entry in header.items():
         array = np.asarray(tensors[name])

@@ -51,11 +51,15 @@ def one_step(batch, grad_accum, **train):
     """(loss, {name: gradient}, model) after one Trainer step over `batch` split into grad_accum micro-batches."""
     x, y = batch
     micro_batches = iter(np.array_split(np.arange(len(x)), grad_accum))
+
+    def get_batch(rng):                                  # the next micro-batch, in order
+        rows = next(micro_batches)
+        return x[rows], y[rows]
+
     model = tiny_gpt()
     config = TrainConfig(**{"max_iters": 1, "batch_size": len(x) // grad_accum, "grad_accum": grad_accum,
                             "warmup_iters": 0, "grad_clip": 0.0, **train})      # clipping off
-    trainer = Trainer(model, config, get_batch=lambda rng: (lambda rows: (x[rows], y[rows]))(next(micro_batches)),
-                      loss_fn=lm_loss, log=lambda *args: None)
+    trainer = Trainer(model, config, get_batch, loss_fn=lm_loss, log=lambda *args: None)
     loss, _, _ = trainer.train_step()
     return loss, {name: p.grad.copy() for name, p in model.named_parameters()}, model
 
