@@ -22,8 +22,11 @@ import pytest
 from numpretrain.app import cli, footprint
 from numpretrain.app.pretrain import train_config
 from numpretrain.errors import ConfigError
+from numpretrain.models.bert import BertConfig, BertModel
 from numpretrain.models.gpt import sample_next
 from numpretrain.storage.formats import load_safetensors_metadata
+from numpretrain.storage.hf import save_hf
+from numpretrain.tokenizers.wordpiece import WordPieceTokenizer
 
 TINY = ["--n-documents", "300", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "24",
         "--batch-size", "4", "--max-iters", "2", "--warmup-iters", "1", "--eval-interval", "2",
@@ -172,9 +175,16 @@ def test_the_estimate_is_within_a_factor_of_two_of_the_measured_peak(tmp_path):
 
 # ----- embed --save -----
 
+def tiny_embedding_folder(folder):
+    """A Hugging Face BERT folder of a 1-layer, 32-wide BERT and a 9-word WordPiece vocabulary."""
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "man", "the", "movie"]
+    config = BertConfig(vocab_size=len(words), max_position=16, n_layer=1, n_head=2, n_embd=32, intermediate_size=64)
+    save_hf(folder, BertModel(config, rng=np.random.default_rng(0)), WordPieceTokenizer(words))
+    return folder
+
+
 def test_embed_saves_exactly_the_file_it_names(tmp_path, capsys):
-    from test_hf import tiny_embedding_folder
-    folder, _ = tiny_embedding_folder(tmp_path / "model")
+    folder = tiny_embedding_folder(tmp_path / "model")
     target = tmp_path / "vectors"                      # no .npy: NumPy's np.save would write vectors.npy
     assert cli.main(["embed", "--model", str(folder), "a man", "the movie", "--save", str(target)]) == 0
     assert capsys.readouterr().out.rstrip().endswith(f"to {target}")
