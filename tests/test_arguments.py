@@ -72,7 +72,7 @@ def test_the_float_options_are_all_found():
 
 
 @pytest.mark.parametrize("command, option", float_options())
-@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_a_non_finite_float_option_is_refused_naming_it(command, option, value, tmp_path, capsys):
     required = {"generate": ["--ckpt", "x", "--prompt", "a"], "finetune": ["--ckpt", "x"]}.get(command, [])
     status, error = status_and_error([command, *required, f"{option}={value}", "--out", str(tmp_path / "o")]
