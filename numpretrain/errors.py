@@ -11,8 +11,8 @@ Messages name the file when there is one, then the problem, e.g.
 
 A message about a setting names it as the code does, in one of three forms: ``Owner.field``
 ("TrainConfig.max_iters must be positive, got 0"), ``field=value`` ("n_embd=128 is not
-divisible by n_head=3"), or the field's name opening the message ("temperature must be >= 0,
-got -1"). A library user sees the fields they passed; the command line rewords exactly these
+divisible by n_head=3"), or the field's name opening the message ("temperature must be a finite
+number >= 0, got -1"). A library user sees the fields they passed; the command line rewords exactly these
 forms into its options ("--max-iters must be positive, got 0", app/cli.py: in_options).
 
 Below the types are the checks that several layers make (token ids in range, heads that

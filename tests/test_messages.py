@@ -92,7 +92,7 @@ def test_pretrain_berts_block_size_is_named_as_its_option(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--temperature", "-1", "--temperature must be >= 0, got -1.0"),
+    ("--temperature", "-1", "--temperature must be a finite number >= 0, got -1.0"),
     ("--top-k", "0", "--top-k must be at least 1, got 0"),
     ("--top-p", "2", "--top-p must be in (0, 1], got 2.0"),
     ("--num-samples", "0", "--num-samples must be at least 1, got 0"),
@@ -104,7 +104,7 @@ def test_generate_options_are_named_as_options(option, value, message, gpt_run, 
 
 
 def test_the_sampler_names_its_argument():
-    with pytest.raises(ValueError, match=r"^temperature must be >= 0, got -1$"):
+    with pytest.raises(ValueError, match=r"^temperature must be a finite number >= 0, got -1$"):
         sample_next(np.zeros((1, 3)), np.random.default_rng(0), temperature=-1)
 
 

@@ -304,15 +304,13 @@ BAD_INPUT = {
                        ["--batch-size must be positive, got 0"]),
     "BPE --vocab-size too small": (lambda b: ["pretrain-gpt", *TINY, "--out", F(b, "r4"), "--tokenizer", "bpe",
                                               "--vocab-size", "3"], ["vocab_size must be at least 261"]),
-    "--lr nan": (lambda b: ["pretrain-gpt", *TINY, "--out", F(b, "r5"), "--lr", "nan"],
-                 ["lr must be a finite number, got nan"]),
     "width not divisible by heads": (lambda b: ["pretrain-bert", *TINY, "--out", F(b, "r6"), "--n-head", "3"],
                                      ["--n-embd 16 is not divisible by --n-head 3"]),
     "BERT sequence too short": (lambda b: ["pretrain-bert", *TINY, "--out", F(b, "r7"), "--block-size", "3"],
                                 ["at least 5, got 3"]),
     "--mask-prob 2": (lambda b: ["pretrain-bert", *TINY, "--out", F(b, "r8"), "--mask-prob", "2"], ["--mask-prob must be in (0, 1], got 2"]),
     "--out is a file": (lambda b: ["pretrain-gpt", *TINY, "--out", F(b, "a_file")], ["a_file", "not a directory"]),
-    "--out holds a run": (lambda b: ["pretrain-gpt", *TINY, "--out", F(b, "gpt")], ["already holds a run"]),
+    "--out holds a run": (lambda b: ["pretrain-gpt", *TINY, "--out", F(b, "gpt")], ["already holds a gpt run"]),
     "--resume a run of the other model": (lambda b: ["pretrain-gpt", *TINY, "--out", F(b, "bert"), "--resume"],
                                           ["holds a bert run, not a gpt run"]),
     "corpus is a directory": (lambda b: ["pretrain-gpt", *TINY, "--out", F(b, "r9"), "--corpus", str(b)],
@@ -355,6 +353,7 @@ def test_bad_input_is_status_2_with_usage_and_a_clear_message(case, runs, capsys
     (["no-such-command"], "invalid choice: 'no-such-command'"),
     (["generate", "--prompt", "a"], "the following arguments are required: --ckpt"),
     (["pretrain-gpt", "--max-iters", "many"], "argument --max-iters: invalid int value: 'many'"),
+    (["pretrain-gpt", "--lr", "nan"], "argument --lr: must be a finite number, got nan"),
 ])
 def test_cli_misuse_is_status_2_with_usage(argv, fragment, capsys):
     with pytest.raises(SystemExit) as exit:

@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import inspect
 import io
+import math
 import re
 import sys
 import textwrap
@@ -60,6 +61,18 @@ def seed(text):
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"a seed must be a non-negative integer, got {value}")
+    return value
+
+
+def finite_float(text):
+    """A float option's value, checked as it is parsed: "nan", "inf" and "-inf" parse as floats, and
+    would slip past every range check (NaN compares False) into the weights or the sampler."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
@@ -111,7 +124,7 @@ class NoteGiven(argparse.Action):
 def value_type(field):
     """The type argparse converts an option's text to: the field's, or X of Optional[X]."""
     types = [t for t in typing.get_args(field.type) if t is not type(None)] or [field.type]
-    return types[0]
+    return finite_float if types[0] is float else types[0]
 
 
 def add_config_options(group, config_class, names=None, defaults=None):
@@ -139,6 +152,9 @@ def add_config_options(group, config_class, names=None, defaults=None):
 RESUME_HELP = ("continue the run in --out from its last checkpoint, with the settings its config.json records; "
                "only --max-iters, --eval-interval, --log-interval and --skip-nonfinite may change")
 
+OVERWRITE_HELP = ("replace the run --out holds (of any kind, --ckpt's too) with this new one: its weights, "
+                  "training state and metrics are removed once the new run can start")
+
 
 def add_training_options(parser, command):
     """The options pretrain-gpt and pretrain-bert share (nanoGPT's names), from the config dataclasses.
@@ -153,6 +169,7 @@ def add_training_options(parser, command):
     train.add_argument("--out", default=defaults["out"], metavar="DIR", help="run directory (default %(default)s)")
     add_config_options(train, TrainConfig, defaults=defaults)
     train.add_argument("--resume", action="store_true", help=RESUME_HELP)
+    train.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     return model
 
 
@@ -186,10 +203,10 @@ def build_parser():
     p.add_argument("--ckpt", required=True, metavar="DIR", help="a GPT run directory")
     p.add_argument("--prompt", required=True, metavar="TEXT", help="the text to continue, e.g. 今天天气很 (required)")
     p.add_argument("--max-new-tokens", type=int, default=50, help="tokens to generate (default %(default)s)")
-    p.add_argument("--temperature", type=float, default=1.0,
+    p.add_argument("--temperature", type=finite_float, default=1.0,
                    help="divides the logits before sampling: 0 = greedy; higher = more random (default %(default)s)")
     p.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens (default: all)")
-    p.add_argument("--top-p", type=float, default=None,
+    p.add_argument("--top-p", type=finite_float, default=None,
                    help="sample only among the most likely tokens whose probabilities add up to p, "
                         "0 < p <= 1 (default: all)")
     p.add_argument("--greedy", action="store_true", help="always take the most likely token")
@@ -239,6 +256,7 @@ def build_parser():
                    help="seed of the built-in reviews' adjective split (default %(default)s)")
     p.add_argument("--out", metavar="DIR", default=None, help="where to save the fine-tuned model (default: not saved)")
     p.add_argument("--resume", action="store_true", help=RESUME_HELP)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--block-size", action=NoteGiven, type=int, default=None,
                    help="truncate texts to this many tokens (default: the model's context)")
     add_config_options(p, ClassifierConfig, ("dropout",))
@@ -285,7 +303,7 @@ def build_parser():
 #
 # The library's checks name a setting as its code does, in one of three forms (errors.py):
 # "TrainConfig.max_iters must be positive, got 0", "GPTConfig: n_embd=128 is not divisible by n_head=3
-# (...)", "temperature must be >= 0, got -1". Someone at the command line typed options, not fields,
+# (...)", "temperature must be a finite number >= 0, got -1". Someone at the command line typed options, not fields,
 # so main() rewords those forms, for the fields that are options of the command, into the options:
 # "--max-iters must be positive, got 0", "--n-embd 128 is not divisible by --n-head 3 (...)".
 # One rewording in one place covers every check wherever it lives (a config's __post_init__, a data

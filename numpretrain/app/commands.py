@@ -1,11 +1,14 @@
 """What each `python -m numpretrain COMMAND` does, given its parsed options (see cli.py)."""
 
+import io
 import os
 
 import numpy as np
 
 from numpretrain.app import probing
+from numpretrain.app.footprint import check_fits, generate_needs
 from numpretrain.data.builtin.probes import probes
+from numpretrain.storage.atomic import write_bytes
 from numpretrain.storage.formats import load_json
 from numpretrain.storage.runs import load_pretrained
 
@@ -34,6 +37,7 @@ def generate(options):
     _check_at_least(options, 1, "max_new_tokens", "num_samples", "top_k")
     if options.top_p is not None and not 0 < options.top_p <= 1:
         raise ValueError(f"--top-p must be in (0, 1], got {options.top_p}")
+    check_fits(generate_needs(options))
     model, tokenizer, _ = load_pretrained(options.ckpt, expect="gpt")
     if not options.prompt:
         raise ValueError("--prompt is empty: give the text to continue, e.g. --prompt 今天天气很")
@@ -136,11 +140,24 @@ def import_hf(options):
     print(f"saved {options.out} ({type(model).__name__})")
 
 
+def check_save_path(path):
+    """--save names the file to write, exactly (NumPy's np.save would add ".npy" to a name without it):
+    refused before the embeddings are computed if it is a folder or its folder does not exist."""
+    if os.path.isdir(path):
+        raise ValueError(f"--save {path}: is a folder; give the file to write, e.g. "
+                         f"{os.path.join(path, 'embeddings.npy')}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--save {path}: the folder {folder} does not exist")
+
+
 def embed(options):
     from numpretrain.app.embed import SentenceEmbedder, cosine_similarity
-    embedder = SentenceEmbedder.from_pretrained(options.model)
     if options.batch_size <= 0:
         raise ValueError(f"--batch-size must be positive, got {options.batch_size}")
+    if options.save:
+        check_save_path(options.save)
+    embedder = SentenceEmbedder.from_pretrained(options.model)
     print(embedder)
     vectors = embedder.encode(options.texts, batch_size=options.batch_size)      # (N, C)
     for i, (text, vector) in enumerate(zip(options.texts, vectors)):
@@ -153,5 +170,7 @@ def embed(options):
     for i, row in enumerate(similarity):
         print(f"{f'[{i}]':>5}" + "".join(f"{x:8.3f}" for x in row))
     if options.save:
-        np.save(options.save, vectors.astype(np.float32))
+        npy = io.BytesIO()
+        np.save(npy, vectors.astype(np.float32))
+        write_bytes(options.save, npy.getvalue())      # atomically, at exactly the path given
         print(f"saved {vectors.shape} float32 to {options.save}")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numpretrain.app.footprint import check_fits, finetune_needs, review_needs
 from numpretrain.app.pretrain import train_config
 from numpretrain.app.settings import open_run, record_run
 from numpretrain.autograd.softmax import stable_softmax
@@ -199,6 +200,7 @@ def finetune(options, log=print):
             raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     resumed = open_run(options, ("gpt_classifier", "bert_classifier"), log)   # --resume: the run's settings
     config = train_config(options, log, eval_interval=options.log_interval)
+    check_fits(review_needs(options))           # --labels of the built-in reviews: before they are generated
     train, test, extra, labels = labelled_data(options)
     if options.labels:
         train = train[:options.labels]
@@ -211,6 +213,7 @@ def finetune(options, log=print):
     body_config = model.body.config
     context = body_config.block_size if isinstance(model, GPTClassifier) else body_config.max_position
     max_length = min(options.block_size or context, context)
+    check_fits(finetune_needs(model, options.ckpt, len(train), min(options.batch_size, len(train)), max_length))
     train_data = encode_examples(model, tokenizer, train, max_length)
     trainable = [p for name, p in model.named_parameters() if not options.freeze or name.startswith("classifier.")]
     if options.freeze:

@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from numpretrain.app.footprint import check_fits, pretrain_needs
 from numpretrain.app.settings import open_run, record_run
 from numpretrain.data import (
     MASK_PROB,
@@ -110,6 +111,7 @@ def pretrain_gpt(options, log=print):
     """Train a GPT on the corpus (or continue the run in --out); returns the Trainer."""
     resumed = open_run(options, ("gpt",), log)   # --resume: the run's settings become the options here
     train = train_config(options, log)           # bad options fail here, before the corpus is even made
+    check_fits(pretrain_needs(options, train))   # and sizes that cannot fit in memory
     text, source = load_corpus(options)
     tokenizer = tokenizer_for_run(options, text)
     dataset = CausalLMDataset(np.asarray(tokenizer.encode(text), dtype=np.int32), source=source)
@@ -148,6 +150,7 @@ def pretrain_bert(options, log=print):
     """Pretrain a BERT (MLM, plus NSP unless --no-nsp), or continue the run in --out; returns the Trainer."""
     resumed = open_run(options, ("bert",), log)  # --resume: the run's settings become the options here
     train = train_config(options, log)           # bad options fail here, before the corpus is even made
+    check_fits(pretrain_needs(options, train, bert=True))    # and sizes that cannot fit in memory
     text, source = load_corpus(options)
     tokenizer = tokenizer_for_run(options, text)
     documents = split_documents(text)

@@ -35,7 +35,8 @@ import os
 import sys
 from dataclasses import asdict, dataclass, fields
 
-from numpretrain.errors import CheckpointError, ConfigError, DataError
+from numpretrain.errors import CheckpointError, ConfigError, DataError, NumpretrainError
+from numpretrain.storage.atomic import remove_stale_temp_files
 from numpretrain.storage.runs import (
     CONFIG_FILE,
     MODEL_FILE,
@@ -47,9 +48,9 @@ from numpretrain.storage.runs import (
     save_config,
 )
 from numpretrain.training.schedules import warmup_cosine_lr
-from numpretrain.training.trainer import TrainConfig, checkpoint_step
+from numpretrain.training.trainer import METRICS_FILE, STATE_FILE, TrainConfig, checkpoint_step
 
-NOT_SETTINGS = ("command", "out", "resume", "given")   # where a run is and how it was asked for, not what it is
+NOT_SETTINGS = ("command", "out", "resume", "overwrite", "given")   # where a run is and how it was asked for
 MAY_CHANGE = ("max_iters", "eval_interval", "log_interval", "skip_nonfinite")
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))     # recorded in "train", not again in "options"
 
@@ -80,12 +81,49 @@ def run_options(options):
             if name not in NOT_SETTINGS and name not in TRAIN_FIELDS}
 
 
-def check_new_run_folder(out):
-    """--out of a new run: nothing there yet, or a folder without a run in it."""
+OLD_RUN_FILES = (STATE_FILE, METRICS_FILE, MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE)   # config.json last:
+                                                    # until it goes, the folder still says what it held
+
+
+def check_new_run_folder(out, overwrite=False, ckpt=None):
+    """--out of a new run: nothing there yet, or a folder without a run in it; with --overwrite,
+    a run folder of any kind (replaced by `record_run`). --out naming the --ckpt a fine-tuning
+    starts from is said as such: the run being read would be the one replaced."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"{out}: exists and is not a directory; --out needs a directory for the run")
+    if overwrite:
+        return
+    if ckpt is not None and same_folder(out, ckpt):
+        raise DataError(f"--out {out} is --ckpt, the pretrained run this fine-tuning starts from: it would be "
+                        f"replaced; choose another --out (or pass --overwrite to replace it)")
     if os.path.exists(os.path.join(out, CONFIG_FILE)):
-        raise DataError(f"{out}: already holds a run; pass --resume to continue it, or choose another --out")
+        raise DataError(f"{out}: already holds {held_run(out)}; pass --resume to continue it, choose another "
+                        f"--out, or pass --overwrite to replace it with a new run")
+
+
+def same_folder(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:                               # one of them does not exist (yet)
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def held_run(out):
+    """"a gpt run", "a fine-tuning run" ... as config.json says; "a run" if it cannot be read."""
+    try:
+        return run_kind(load_config(out).to_dict()["model_type"]) + " run"
+    except (NumpretrainError, OSError, KeyError, TypeError):
+        return "a run"
+
+
+def remove_old_run(out):
+    """--overwrite: the files of the run `out` held, so no stale training state or metrics stay beside
+    the new run's (a later --resume would take them up); files of the user's own stay."""
+    remove_stale_temp_files(out)
+    for name in OLD_RUN_FILES:
+        path = os.path.join(out, name)
+        if os.path.isfile(path):
+            os.remove(path)
 
 
 @dataclass
@@ -101,10 +139,15 @@ class Resumed:
 def open_run(options, model_types, log=print):
     """Before anything is computed: a resumed run's settings taken back into `options` (a Resumed),
     or, for a new run, its --out checked (None). A run without --out (a fine-tuning) has no folder."""
+    overwrite = getattr(options, "overwrite", False)
     if getattr(options, "resume", False):
+        if overwrite:
+            raise ConfigError("--resume continues the run in --out and --overwrite replaces it: give one of them")
         return resume_settings(options, model_types, log)
     if options.out:
-        check_new_run_folder(options.out)
+        check_new_run_folder(options.out, overwrite, getattr(options, "ckpt", None))
+    elif overwrite:
+        raise ConfigError("--overwrite replaces the run in --out: give --out DIR")
     return None
 
 
@@ -113,6 +156,8 @@ def record_run(options, resumed, model_config, train, tokenizer):
     when a setting changed. Called once the run is known to be able to start."""
     out = options.out
     if resumed is None:
+        if getattr(options, "overwrite", False) and os.path.isdir(out):
+            remove_old_run(out)
         os.makedirs(out, exist_ok=True)
         tokenizer.save(os.path.join(out, TOKENIZER_FILE))
         save_config(out, model_config, asdict(train), run_options(options), library_version())

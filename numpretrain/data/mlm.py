@@ -36,6 +36,14 @@ RANDOM_REPLACE_PROB = 0.1
 MAX_PREDICTIONS_PER_SEQ = 20
 
 
+def check_masking(mask_prob, max_predictions):
+    """ConfigError unless 0 < mask_prob <= 1 (so not NaN) and max_predictions >= 1."""
+    if not 0.0 < mask_prob <= 1.0:
+        raise ConfigError(f"mask_prob must be in (0, 1], got {mask_prob}")
+    if max_predictions < 1:
+        raise ConfigError(f"max_predictions must be at least 1, got {max_predictions}")
+
+
 def count_to_predict(n_eligible, mask_prob, max_predictions):
     """How many tokens to choose per row: round(n * p), at least 1, at most max_predictions; 0 if n == 0."""
     n_eligible = np.asarray(n_eligible)
@@ -123,10 +131,7 @@ def mask_tokens(
     input_ids = np.asarray(input_ids)
     if input_ids.ndim != 2:
         raise DataError(f"mask_tokens expects (B, T) token ids, got shape {input_ids.shape}")
-    if not 0.0 < mask_prob <= 1.0:
-        raise ConfigError(f"mask_prob must be in (0, 1], got {mask_prob}")
-    if max_predictions < 1:
-        raise ConfigError(f"max_predictions must be at least 1, got {max_predictions}")
+    check_masking(mask_prob, max_predictions)
     if not first_non_special_id < vocab_size:
         raise ConfigError(f"no ordinary tokens: first_non_special_id={first_non_special_id}, vocab_size={vocab_size}")
     check_ids_in_range(input_ids, vocab_size, where="mask_tokens", error=DataError)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numpretrain.data.mlm import MASK_PROB, MAX_PREDICTIONS_PER_SEQ, mask_tokens
+from numpretrain.data.mlm import MASK_PROB, MAX_PREDICTIONS_PER_SEQ, check_masking, mask_tokens
 from numpretrain.errors import ConfigError, DataError
 from numpretrain.tokenizers.char import CLS_ID, FIRST_NON_SPECIAL_ID, MASK_ID, PAD_ID, SEP_ID
 
@@ -275,6 +275,7 @@ class PretrainingBatcher:
         documents = [doc for doc in documents if doc]
         if not documents:
             raise DataError(f"{source}: the corpus is empty (no document has a token)")
+        check_masking(mask_prob, max_predictions)      # now, not at the first batch: before a run writes anything
         if not 0.0 <= val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
         min_length = 5 if next_sentence else 3  # [CLS] A [SEP] B [SEP] / [CLS] text [SEP], one token each

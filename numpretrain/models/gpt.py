@@ -142,10 +142,12 @@ class GPT(Module):
 
 def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None, greedy=False):
     """Pick one token per row of logits (B, V) -> (B, 1)."""
+    if not 0 <= temperature < float("inf"):    # NaN too: it would turn every probability into NaN
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if greedy or temperature == 0:
         return logits.argmax(axis=-1)[:, None]
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
     logits = logits.astype(np.float64) / temperature
     if top_k is not None:
         top_k = min(int(top_k), logits.shape[-1])

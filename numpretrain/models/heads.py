@@ -50,6 +50,8 @@ class ClassifierConfig:
             raise ConfigError(f"ClassifierConfig.classifier_bias must be true or false, got {self.classifier_bias!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"ClassifierConfig.dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.lm_weight < float("inf"):      # a negative weight would reward forgetting the language
+            raise ConfigError(f"ClassifierConfig.lm_weight must be a finite number >= 0, got {self.lm_weight}")
 
     @property
     def body_config(self):
