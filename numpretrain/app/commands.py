@@ -119,3 +119,13 @@ def embed(options):
     if options.save:
         np.save(options.save, vectors.astype(np.float32))
         print(f"saved {vectors.shape} float32 to {options.save}")
+
+
+def explore(options):
+    from numpretrain.app.explore import serve, write_html
+    if not 0 <= options.port <= 65535:
+        raise ValueError(f"--port must be between 0 and 65535, got {options.port}")
+    if options.html:
+        write_html(options)
+    else:
+        serve(options)

@@ -1,0 +1,55 @@
+"""The computational graph behind one objective, as the explorer page draws it.
+
+`graph_nodes(root)` walks the graph from `root` (parents first, as backward() sorts it) and
+asks every node to keep its gradient; after `root.backward()`, `describe_graph` describes
+each node: its op (or "parameter" for a leaf), its name (`h.0.attn.probs`, a parameter's
+`h.0.ln_1.weight`), shape, the norm of its gradient, the nodes it was computed from, and
+where its backward is written: the file and first line of the closure each op hands to
+`Tensor.from_op`, whose source lines the page shows beside the node. What graph.py prints
+as text, the page lays out.
+"""
+
+import inspect
+import os
+
+import numpy as np
+
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # holds numpretrain/
+
+
+def backward_source(backward):
+    """(key "numpretrain/autograd/ops.py:52", {"file", "line", "lines"}) of a backward closure."""
+    code = backward.__code__
+    path = os.path.relpath(code.co_filename, PACKAGE_ROOT).replace(os.sep, "/")
+    try:
+        lines, first = inspect.getsourcelines(backward)
+    except (OSError, TypeError):             # no source on disk (a frozen install): the place alone
+        lines, first = [], code.co_firstlineno
+    key = f"{path}:{first}"
+    return key, {"file": path, "line": first, "lines": [line.rstrip("\n") for line in lines]}
+
+
+def graph_nodes(root):
+    """Every node `root` depends on that needs a gradient, parents first; each will keep its .grad."""
+    tensors = root._topological_order()           # parents before children, root last
+    for tensor in tensors:
+        tensor.retain_grad()
+    return tensors
+
+
+def describe_graph(tensors, model):
+    """{"nodes": [{op, name, shape, grad_norm, parents, backward}], "sources": {backward: its place and lines}}."""
+    index = {id(t): n for n, t in enumerate(tensors)}
+    parameter_names = {id(p): name for name, p in model.named_parameters()}
+    nodes, sources = [], {}
+    for t in tensors:
+        source = None
+        if t._backward is not None:
+            source, where = backward_source(t._backward)
+            sources.setdefault(source, where)
+        nodes.append({"op": t.op or "parameter", "name": t.name or parameter_names.get(id(t), ""),
+                      "shape": list(t.shape),
+                      "grad_norm": None if t.grad is None else float(np.linalg.norm(t.grad)),
+                      "parents": [index[id(p)] for p in t._parents if id(p) in index],
+                      "backward": source})
+    return {"nodes": nodes, "sources": sources}
