@@ -55,13 +55,13 @@ class Served:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def request(self, method, path, body=None, headers=None):
+    def request(self, method, path, body=None, headers=None, timeout=30):
         """(status, JSON answer) of one request; body: a dict (sent as JSON) or raw bytes."""
         data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
                                          headers=headers or {})
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 raw, status, kind = response.read(), response.status, response.headers["Content-Type"]
         except urllib.error.HTTPError as error:
             raw, status, kind = error.read(), error.code, error.headers["Content-Type"]
@@ -285,6 +285,12 @@ def test_hostile_requests_and_the_server_survives(gpt):
     status, answer = gpt.request("GET", "/api/info", headers={"Host": "attacker.example:80"})
     assert status == 403 and "127.0.0.1" in answer["error"]
     assert gpt.request("GET", "/api/info") == (200, ExploredRun.info(gpt.server.run))
+
+
+def test_a_slow_client_holds_up_no_one(gpt):
+    with socket.create_connection(("127.0.0.1", gpt.port), timeout=10) as slow:   # half a request, then silence
+        slow.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
+        assert gpt.request("GET", "/api/info", timeout=3)[0] == 200
 
 
 def test_thirty_clients_at_once_get_the_answers_one_gets(gpt):
