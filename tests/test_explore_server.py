@@ -5,6 +5,7 @@ requests get a JSON error with a 4xx status, and 30 clients at once get the same
 import http.client
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from numpretrain.app import cli, probing
-from numpretrain.app.explore import MAX_BODY_BYTES, ExplorerServer
+from numpretrain.app.explore import FIELDS, MAX_BODY_BYTES, ExplorerServer
 from numpretrain.app.explore_views import ExploredRun
 from numpretrain.app.finetune import classify_texts
 from numpretrain.autograd import functional as F
@@ -245,10 +246,15 @@ def test_metrics_follow_the_file(gpt, gpt_run):
     ("POST", "/api/predict", {"text": GPT_TEXT, "path": "/etc/passwd"}, 400, "unknown field 'path'"),
     ("POST", "/api/predict", {}, 400, "'text' is missing"),
     ("POST", "/api/predict", {"text": ""}, 400, "empty"),
-    ("POST", "/api/predict", {"text": 5}, 400, "'text' must be str"),
+    ("POST", "/api/predict", {"text": 5}, 400, "'text' must be a string"),
     ("POST", "/api/predict", {"text": "今天" * 20}, 400, "longer than the model's context of 24"),
-    ("POST", "/api/predict", {"text": GPT_TEXT, "top_k": "5"}, 400, "'top_k' must be int"),
-    ("POST", "/api/predict", {"text": GPT_TEXT, "top_k": True}, 400, "'top_k' must be int"),
+    ("POST", "/api/predict", {"text": GPT_TEXT, "top_k": "5"}, 400, "'top_k' must be an integer"),
+    ("POST", "/api/predict", {"text": GPT_TEXT, "top_k": True}, 400, "'top_k' must be an integer"),
+    ("POST", "/api/predict", {"text": GPT_TEXT, "top_k": 2.5}, 400, "'top_k' must be an integer"),
+    ("POST", "/api/gradients", {"text": GPT_TEXT, "position": 10**400}, 400, "position"),
+    ("POST", "/api/generate", {"text": GPT_TEXT, "seed": -1}, 400, "'seed' must be between 0 and"),
+    ("POST", "/api/generate", {"text": GPT_TEXT, "top_p": 1e999}, 400, "'top_p' must be a finite number"),
+    ("POST", "/api/generate", {"text": GPT_TEXT, "greedy": 1}, 400, "'greedy' must be true or false"),
     ("POST", "/api/predict", {"text": GPT_TEXT, "top_k": 0}, 400, "between 1 and 50"),
     ("POST", "/api/generate", {"text": GPT_TEXT, "temperature": -1}, 400, "'temperature'"),
     ("POST", "/api/generate", {"text": GPT_TEXT, "max_new_tokens": 10**9}, 400, "'max_new_tokens'"),
@@ -263,6 +269,20 @@ def test_metrics_follow_the_file(gpt, gpt_run):
 def test_a_bad_request_is_a_json_error(gpt, method, path, body, status, words):
     got, answer = gpt.request(method, path, body)
     assert got == status and words in answer["error"]
+
+
+@pytest.mark.parametrize("kind", ["gpt", "bert"])
+def test_random_fields_never_break_the_server(kind, gpt, bert):
+    """Each route, with fields drawn from odd values: always an answer in JSON, never a 5xx."""
+    served = gpt if kind == "gpt" else bert
+    values = ["\ud800", "", " ", "\n", "a\x00b", "[MASK]", "[MASK]" * 30, "[CLS][SEP][PAD][UNK]", "今天[MASK]",
+              "x" * 5000, 0, -1, 3, 1.5, 10**30, 1e308, None, True, [], {}]
+    rng = random.Random(0)
+    for _ in range(150):
+        path = rng.choice(list(FIELDS))
+        body = {name: rng.choice(values) for name in FIELDS[path] if rng.random() < 0.8}
+        status, answer = served.request("POST", path, body)
+        assert status < 500 and isinstance(answer, dict), (path, body, answer)
 
 
 def raw_exchange(port, data):

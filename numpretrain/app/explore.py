@@ -64,8 +64,20 @@ FIELDS = {
     "/api/gradients": {"text": TEXT, "position": (int, None, 0, None), "target": (int, None, 0, None)},
     "/api/nsp": {"a": TEXT, "b": TEXT},
 }
+KIND_WORDS = {str: "a string", int: "an integer", float: "a finite number", bool: "true or false"}
 VIEWS = {"/api/predict": views.predict, "/api/generate": views.generate, "/api/attention": views.attention,
          "/api/gradients": views.gradients, "/api/nsp": views.nsp}
+
+
+def fits(value, kind):
+    """Whether a JSON value is of `kind`: true/false is no number, 3.0 is an integer, 1e999 no finite number."""
+    if isinstance(value, bool):
+        return kind is bool
+    if kind in (str, bool) or not isinstance(value, (int, float)):
+        return isinstance(value, kind)
+    if kind is int:
+        return isinstance(value, int) or value.is_integer()
+    return abs(value) <= sys.float_info.max if isinstance(value, int) else math.isfinite(value)
 
 
 def read_fields(body, spec):
@@ -84,15 +96,12 @@ def read_fields(body, spec):
                 raise RequestError(f"the field {name!r} is missing")
             fields[name] = None
             continue
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        fits = {str: isinstance(value, str), bool: isinstance(value, bool),
-                int: number and float(value).is_integer(), float: number and math.isfinite(value)}[kind]
-        if not fits:
-            raise RequestError(f"the field {name!r} must be {'a finite number' if kind is float else kind.__name__}, "
-                               f"got {json.dumps(value)[:40]}")
+        if not fits(value, kind):
+            raise RequestError(f"the field {name!r} must be {KIND_WORDS[kind]}, got {json.dumps(value)[:40]}")
         value = kind(value)
         if (low is not None and value < low) or (high is not None and value > high):
-            raise RequestError(f"the field {name!r} must be between {low} and {high or 'any'}, got {value}")
+            allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise RequestError(f"the field {name!r} must be {allowed}, got {str(value)[:40]}")
         fields[name] = value
     return fields
 

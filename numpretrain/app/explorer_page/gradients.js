@@ -53,9 +53,9 @@ function renderGradients(answer) {
        el("div", {}, el("h3", {}, "gradient \u00b7 input per token"),
           barChart(rows.map((r) => ({ label: shown(r.t), value: r.gxi, text: short(r.gxi), data: { position: r.i, gxi: r.gxi } })),
                    { signed: true, cls: "grad-x-input" })),
-       el("div", {}, el("h3", {}, "|gradient| of every parameter"),
+       el("div", {}, el("h3", {}, "|gradient| of every parameter"), el("div", { class: "param-box" },
           barChart(answer.parameters.map((p) => ({ label: `${p.name} ${JSON.stringify(p.shape)}`, value: p.norm,
                                                    text: p.norm === null ? "no gradient" : short(p.norm),
                                                    data: { name: p.name, norm: p.norm ?? "" } })),
-                   { smallLabels: true, cls: "param-norms" }))));
+                   { smallLabels: true, cls: "param-norms" })))));
 }
