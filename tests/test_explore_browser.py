@@ -182,14 +182,15 @@ def test_curves_show_the_run_and_follow_it(browser, gpt):
         text = f.read()
     steps = [r["step"] for r in map(json.loads, text.splitlines()) if "loss" in r]
     browser.get(url)
-    line = lambda d: (css(d, '#curves polyline[data-series="loss"]') or [None])[0]
-    wait_until(browser, line)
-    assert line(browser).get_attribute("data-steps") == ",".join(map(str, steps))
-    assert css(browser, "#curves .last-step")[0].text == str(max(steps))
+    # read in one script: a poll may redraw the chart between finding an element and reading it
+    drawn = lambda d: d.execute_script("const line = document.querySelector('#curves polyline[data-series=\"loss\"]');"
+                                       "return line && [line.dataset.steps, document.querySelector('#curves .last-step').textContent]")
+    wait_until(browser, drawn)
+    assert drawn(browser) == [",".join(map(str, steps)), str(max(steps))]
     try:                                                    # the run goes on: the page follows within a poll or two
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": max(steps) + 1, "loss": 1.0}) + "\n")
-        wait_until(browser, lambda d: line(d).get_attribute("data-steps").endswith(f",{max(steps) + 1}"), timeout=10)
+        wait_until(browser, lambda d: drawn(d)[0].endswith(f",{max(steps) + 1}"), timeout=10)
     finally:
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)

@@ -223,6 +223,8 @@ class ExplorerHandler(BaseHTTPRequestHandler):
             raise RequestError(f"the request body is {int(length):,} bytes; at most {MAX_BODY_BYTES:,} are read",
                                HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         raw = self.rfile.read(int(length))
+        if len(raw) < int(length):
+            raise RequestError(f"the request body ended after {len(raw)} of its {int(length)} bytes")
         try:
             return json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as error:
@@ -257,6 +259,11 @@ class ExplorerServer(ThreadingHTTPServer):
         self.run, self.text = run, text
         self.loopback = host in LOOPBACK_HOSTS
         super().__init__((host, port), ExplorerHandler)
+
+    def handle_error(self, request, client_address):
+        """A client that hung up before its answer was written is no error of the server's."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     @property
     def url(self):

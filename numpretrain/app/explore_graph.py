@@ -11,6 +11,7 @@ as text, the page lays out.
 
 import inspect
 import os
+import sys
 
 import numpy as np
 
@@ -18,15 +19,33 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 
 
 def backward_source(backward):
-    """(key "numpretrain/autograd/ops.py:52", {"file", "line", "lines"}) of a backward closure."""
+    """(key "numpretrain/autograd/ops.py:52", where) of a backward closure: where holds its file, first
+    line and source lines, and the op around it (the function whose forward made the node: the
+    closure is written right beneath it) as op_line and op_lines, when the source is on disk."""
     code = backward.__code__
     path = os.path.relpath(code.co_filename, PACKAGE_ROOT).replace(os.sep, "/")
+    where = {"file": path, "line": code.co_firstlineno, "lines": [], "op_line": None, "op_lines": []}
     try:
-        lines, first = inspect.getsourcelines(backward)
+        lines, where["line"] = inspect.getsourcelines(backward)
+        where["lines"] = [line.rstrip("\n") for line in lines]
+        op = enclosing_function(backward)
+        if op is not None:
+            lines, where["op_line"] = inspect.getsourcelines(op)
+            where["op_lines"] = [line.rstrip("\n") for line in lines]
     except (OSError, TypeError):             # no source on disk (a frozen install): the place alone
-        lines, first = [], code.co_firstlineno
-    key = f"{path}:{first}"
-    return key, {"file": path, "line": first, "lines": [line.rstrip("\n") for line in lines]}
+        pass
+    return f"{path}:{where['line']}", where
+
+
+def enclosing_function(closure):
+    """The module-level function a closure was defined in ("softmax" for "softmax.<locals>.backward"), or None."""
+    outer = closure.__code__.co_qualname.split(".<locals>.")
+    if len(outer) < 2:
+        return None
+    found = sys.modules.get(closure.__module__)
+    for name in outer[0].split("."):
+        found = getattr(found, name, None)
+    return found if inspect.isfunction(found) else None
 
 
 def graph_nodes(root):

@@ -64,9 +64,13 @@ function lineChart(title, series, { width = 420, height = 220, log = false } = {
                  svg("text", { x: margin.left - 4, y: y + 4, "text-anchor": "end" }, short(log ? 10 ** v : v)));
   }
   chart.append(svg("line", { class: "axis", x1: margin.left, x2: margin.left + w, y1: margin.top + h, y2: margin.top + h }),
-               svg("text", { x: margin.left, y: height - 18 }, String(x0)),
-               svg("text", { class: "last-step", x: margin.left + w, y: height - 18, "text-anchor": "end" }, String(x1)),
                svg("text", { x: margin.left + w / 2, y: height - 4, "text-anchor": "middle" }, "step"));
+  const ticks = x1 > x0 + 4 ? [0, 1, 2, 3, 4] : [0, 4];
+  for (const k of ticks) {                              // step labels; the last one is the run's last step
+    const x = k === 4 ? x1 : Math.round(x0 + ((x1 - x0) * k) / 4);
+    chart.append(svg("text", { class: k === 4 ? "last-step" : "", x: sx(x), y: height - 18,
+                               "text-anchor": k === 0 ? "start" : k === 4 ? "end" : "middle" }, String(x)));
+  }
   let legendX = margin.left + 8 * title.length + 16;      // the legend follows the title
   series.forEach((s) => {
     if (!s.points.length) return;

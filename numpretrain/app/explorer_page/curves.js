@@ -7,7 +7,7 @@ const metricRecords = [];
 
 // Which keys share a chart: losses, accuracies, the learning rate, throughput, the gradient norm.
 const CHART_GROUPS = [
-  ["loss", (key) => /loss$/.test(key)],
+  ["loss (log scale)", (key) => /loss$/.test(key)],     // log: the first steps would flatten the rest
   ["accuracy", (key) => /acc/.test(key)],
   ["learning rate", (key) => key === "lr"],
   ["tokens / s", (key) => key === "tokens_per_sec"],
@@ -22,7 +22,7 @@ function renderCurves() {
       name: key, colour: COLOURS[n % COLOURS.length],
       points: metricRecords.filter((r) => typeof r[key] === "number" && typeof r.step === "number").map((r) => [r.step, r[key]]),
     })).filter((s) => s.points.length);
-    return series.length ? lineChart(title, series) : null;
+    return series.length ? lineChart(title, series, { log: title.startsWith("loss") }) : null;
   }).filter(Boolean);
   const steps = metricRecords.filter((r) => typeof r.step === "number").map((r) => r.step);
   replace(box, el("p", { id: "curves-summary", dataset: { records: metricRecords.length, last: steps.length ? Math.max(...steps) : "" } },

@@ -26,8 +26,13 @@ function renderGraph(graph) {
     const where = graph.sources[node.backward];
     source.dataset.file = where.file;
     source.dataset.line = where.line;
-    replace(source, el("div", {}, `#${i} ${node.op} ${node.name}: its backward, ${where.file} line ${where.line}`), "\n",
-            where.lines.map((line, k) => [el("span", { class: "ln" }, String(where.line + k)), line, "\n"]));
+    // the whole op when its source is known (forward, then the backward right beneath it), the backward marked
+    const [first, lines] = where.op_lines.length ? [where.op_line, where.op_lines] : [where.line, where.lines];
+    const backward = (n) => n >= where.line && n < where.line + where.lines.length;
+    replace(source, el("div", { class: "source-title" }, `#${i} ${node.op} ${node.name}: its backward is `,
+                       el("b", {}, `${where.file} line ${where.line}`)), "\n",
+            lines.map((line, k) => el("div", { class: backward(first + k) ? "bw" : "" },
+                                      el("span", { class: "ln" }, String(first + k)), line)));
   };
   const filter = el("input", { id: "graph-filter", placeholder: "filter: op or name, e.g. attn.probs", size: 32,
     oninput: (e) => {
@@ -35,7 +40,7 @@ function renderGraph(graph) {
       rows.forEach((row) => { row.hidden = words && !(row.dataset.op + " " + row.dataset.name).toLowerCase().includes(words); });
     } });
   replace(box, el("p", { class: "note" }, `${graph.nodes.length} nodes, parents before children; `,
-                  "orange rows are the selected node's inputs."),
+                  "orange rows are the selected node's inputs; below it, its op's source with the backward marked."),
           el("div", { class: "controls" }, filter),
           el("div", { class: "graph-layout" },
              el("div", { class: "graph-table-wrap" },
