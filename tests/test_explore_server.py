@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from numpretrain.app import cli, probing
-from numpretrain.app.explore import FIELDS, MAX_BODY_BYTES, ExplorerServer
+from numpretrain.app.explore import FIELDS, MAX_BODY_BYTES, ExplorerHandler, ExplorerServer
 from numpretrain.app.explore_views import ExploredRun
 from numpretrain.app.finetune import classify_texts
 from numpretrain.autograd import functional as F
@@ -307,10 +307,14 @@ def test_hostile_requests_and_the_server_survives(gpt):
     assert gpt.request("GET", "/api/info") == (200, ExploredRun.info(gpt.server.run))
 
 
-def test_a_slow_client_holds_up_no_one(gpt):
+def test_a_slow_client_holds_up_no_one(gpt, monkeypatch):
+    monkeypatch.setattr(ExplorerHandler, "timeout", 0.5)            # seconds a request may take to arrive
     with socket.create_connection(("127.0.0.1", gpt.port), timeout=10) as slow:   # half a request, then silence
         slow.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
         assert gpt.request("GET", "/api/info", timeout=3)[0] == 200
+        response = http.client.HTTPResponse(slow)
+        response.begin()                                             # and then it is sent away
+        assert response.status == 408 and "did not arrive" in json.loads(response.read())["error"]
 
 
 def test_thirty_clients_at_once_get_the_answers_one_gets(gpt):

@@ -222,7 +222,12 @@ class ExplorerHandler(BaseHTTPRequestHandler):
             self.close_connection = True             # its body is never read
             raise RequestError(f"the request body is {int(length):,} bytes; at most {MAX_BODY_BYTES:,} are read",
                                HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        raw = self.rfile.read(int(length))
+        try:
+            raw = self.rfile.read(int(length))
+        except TimeoutError:
+            self.close_connection = True
+            raise RequestError(f"the request body did not arrive within {self.timeout:g} s",
+                               HTTPStatus.REQUEST_TIMEOUT) from None
         if len(raw) < int(length):
             raise RequestError(f"the request body ended after {len(raw)} of its {int(length)} bytes")
         try:

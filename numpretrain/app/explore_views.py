@@ -77,7 +77,8 @@ class ExploredRun:
                              dtype=np.int64)
             batch = ids
         if ids.shape[1] > self.context:
-            raise ValueError(f"the text is {ids.shape[1]} tokens or more, longer than the model's context of "
+            more = " or more" if self.kind.endswith("_classifier") else ""      # encode() stopped counting
+            raise ValueError(f"the text is {ids.shape[1]} tokens{more}, longer than the model's context of "
                              f"{self.context} tokens")
         return ids, batch
 

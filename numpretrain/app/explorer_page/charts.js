@@ -45,11 +45,21 @@ function drawHeatmap(context, probs, allowed, cell, x0 = 0, y0 = 0) {
 }
 
 // series: [{name, points: [[step, value]...], colour}] -> an SVG line chart with axes and a legend.
-function lineChart(title, series, { width = 420, height = 220, log = false } = {}) {
-  const margin = { left: 58, right: 12, top: 24, bottom: 34 };
+function lineChart(title, series, { width = 540, height = 230, log = false } = {}) {
+  // the legend: one entry per series after the title, wrapping onto more lines above the plot
+  let [legendX, legendY] = [58 + 8 * title.length + 16, 14];
+  const legend = series.map((s) => {
+    const wide = 7 * s.name.length + 28;
+    if (legendX + wide > width) [legendX, legendY] = [58, legendY + 15];
+    const entry = svg("text", { x: legendX, y: legendY, fill: s.colour }, "\u2014 " + s.name);
+    legendX += wide;
+    return entry;
+  });
+  const margin = { left: 58, right: 12, top: legendY + 10, bottom: 34 };
+  height += legendY - 14;
   const all = series.flatMap((s) => s.points);
   const chart = svg("svg", { class: "chart", width, height, "data-title": title });
-  chart.append(svg("text", { x: margin.left, y: 14, "font-weight": "600" }, title));
+  chart.append(svg("text", { x: margin.left, y: 14, "font-weight": "600" }, title), ...legend);
   if (!all.length) return chart;
   const ys = all.map((p) => (log ? Math.log10(Math.max(p[1], 1e-12)) : p[1]));
   const [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
@@ -71,7 +81,6 @@ function lineChart(title, series, { width = 420, height = 220, log = false } = {
     chart.append(svg("text", { class: k === 4 ? "last-step" : "", x: sx(x), y: height - 18,
                                "text-anchor": k === 0 ? "start" : k === 4 ? "end" : "middle" }, String(x)));
   }
-  let legendX = margin.left + 8 * title.length + 16;      // the legend follows the title
   series.forEach((s) => {
     if (!s.points.length) return;
     const points = s.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
@@ -81,8 +90,6 @@ function lineChart(title, series, { width = 420, height = 220, log = false } = {
       const [x, y] = s.points[0];
       chart.append(svg("circle", { cx: sx(x), cy: sy(y), r: 2.5, fill: s.colour }));
     }
-    chart.append(svg("text", { x: legendX, y: 14, fill: s.colour }, "\u2014 " + s.name));
-    legendX += 7 * s.name.length + 28;
   });
   return chart;
 }
