@@ -139,7 +139,8 @@ def check_heatmaps(driver, expected, allowed):
         np.testing.assert_allclose(probs, expected[layer][head], atol=1e-6)
         np.testing.assert_allclose(np.where(allowed, probs, 0).sum(-1), 1, atol=1e-4)
         corner = driver.execute_script(
-            "const c = arguments[0]; return Array.from(c.getContext('2d').getImageData(c.width - 1, 0, 1, 1).data)", cell)
+            "const c = arguments[0];"
+            "return Array.from(c.getContext('2d').getImageData(c.width - 1, 0, 1, 1).data)", cell)
         assert (corner == MASKED_PIXEL) == (not allowed[0, T - 1])          # the first query's last key
 
 
@@ -183,8 +184,9 @@ def test_curves_show_the_run_and_follow_it(browser, gpt):
     steps = [r["step"] for r in map(json.loads, text.splitlines()) if "loss" in r]
     browser.get(url)
     # read in one script: a poll may redraw the chart between finding an element and reading it
-    drawn = lambda d: d.execute_script("const line = document.querySelector('#curves polyline[data-series=\"loss\"]');"
-                                       "return line && [line.dataset.steps, document.querySelector('#curves .last-step').textContent]")
+    drawn = lambda d: d.execute_script(
+        "const line = document.querySelector('#curves polyline[data-series=\"loss\"]');"
+        "return line && [line.dataset.steps, document.querySelector('#curves .last-step').textContent]")
     wait_until(browser, drawn)
     assert drawn(browser) == [",".join(map(str, steps)), str(max(steps))]
     try:                                                    # the run goes on: the page follows within a poll or two
@@ -213,8 +215,9 @@ def test_bert_page(browser, bert):
     ids = probing.encode_masked(tokenizer, BERT_TEXT)
     check_heatmaps(browser, library_attention(model, ids), np.ones((len(ids), len(ids)), bool))
 
-    first_mask = list(candidates)[0]
-    expected = library_gradient(model, ids, first_mask, lambda out: out["mlm_logits"], "bert.embeddings.word_embeddings")
+    first_mask = next(iter(candidates))
+    expected = library_gradient(model, ids, first_mask, lambda out: out["mlm_logits"],
+                                "bert.embeddings.word_embeddings")
     shown = [float(bar.get_attribute("data-norm")) for bar in css(browser, ".grad-norm .bar-track")]
     np.testing.assert_allclose(shown, expected, rtol=1e-4)
 

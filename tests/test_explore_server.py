@@ -330,7 +330,7 @@ def test_thirty_clients_at_once_get_the_answers_one_gets(gpt):
                 answers.append((text, gpt.post("/api/predict", {"text": text}),
                                 gpt.post("/api/attention", {"text": text})))
                 assert gpt.request("POST", "/api/predict", b"{oops")[0] == 400
-        except Exception as error:       # collected: an assertion in a thread would go unseen
+        except Exception as error:  # noqa: BLE001 (collected: an assertion in a thread would go unseen)
             problems.append(repr(error))
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(30)]
@@ -361,7 +361,8 @@ def test_html_file_holds_the_views_of_one_text(gpt_run, tmp_path, capsys):
     data = json.loads(setup)["data"]
     model, tokenizer, _ = load_pretrained(gpt_run)
     token, p = probing.next_token_distribution(model, tokenizer, GPT_TEXT, k=1)[0]
-    assert data["predict"]["positions"][-1][0]["token"] == token and data["predict"]["positions"][-1][0]["p"] == pytest.approx(p)
+    top = data["predict"]["positions"][-1][0]
+    assert top["token"] == token and top["p"] == pytest.approx(p)
     assert "https://" not in page
 
 

@@ -18,9 +18,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from numpretrain.app import cli  # noqa: E402
-from numpretrain.app.explore import ExplorerServer  # noqa: E402
-from numpretrain.app.explore_views import ExploredRun  # noqa: E402
+from numpretrain.app import cli
+from numpretrain.app.explore import ExplorerServer
+from numpretrain.app.explore_views import ExploredRun
 
 SMALL = ["--n-layer", "2", "--n-head", "4", "--n-embd", "64", "--block-size", "32", "--batch-size", "16",
          "--max-iters", "600", "--lr", "2e-3", "--eval-interval", "100", "--log-interval", "20"]

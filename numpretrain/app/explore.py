@@ -131,7 +131,8 @@ def page_html(info, text="", data=None):
     # "<" as \u003c inside a <script>: no text of the user's can close the script element
     embed = lambda value: as_json(value).replace("<", "\\u003c")
     scripts = "\n".join(f"<script>\n{read(name)}</script>" for name in PAGE_SCRIPTS)
-    setup = f'<script type="application/json" id="explore-setup">{embed({"info": info, "text": text, "data": data})}</script>'
+    setup = {"info": info, "text": text, "data": data}
+    setup = f'<script type="application/json" id="explore-setup">{embed(setup)}</script>'
     return (read("index.html").replace("<!-- STYLE -->", f"<style>\n{read('style.css')}</style>")
             .replace("<!-- SETUP -->", setup).replace("<!-- SCRIPTS -->", scripts))
 
@@ -186,7 +187,7 @@ class ExplorerHandler(BaseHTTPRequestHandler):
             status, value = error.status, {"error": str(error)}
         except (ValueError, IndexError, TypeError, NumpretrainError) as error:   # the library's checks of the input
             status, value = HTTPStatus.BAD_REQUEST, {"error": str(error)}
-        except Exception as error:              # a bug of ours: said to the page and the terminal, the server goes on
+        except Exception as error:  # noqa: BLE001 (a bug of ours: told to the page and the terminal; serving goes on)
             traceback.print_exc()
             status, value = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {error!r}"}
         if isinstance(value, bytes):

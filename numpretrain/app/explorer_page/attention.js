@@ -11,7 +11,8 @@ function renderAttention(answer) {
   const grid = el("table", { class: "head-grid" },
     el("tr", {}, el("th", {}), answer.layers[0].map((_, h) => el("th", {}, `head ${h}`))),
     answer.layers.map((heads, l) => el("tr", {}, el("th", {}, `layer ${l}`), heads.map((probs, h) => {
-      const canvas = el("canvas", { class: "head-cell" + (l === chosenHead[0] && h === chosenHead[1] ? " selected" : ""),
+      const chosen = l === chosenHead[0] && h === chosenHead[1];
+      const canvas = el("canvas", { class: "head-cell" + (chosen ? " selected" : ""),
                                     width: T * cell, height: T * cell, title: `${answer.names[l]} head ${h}`,
                                     dataset: { layer: l, head: h } });
       canvas.probs = probs;                            // what it draws, for anyone inspecting the page
@@ -23,7 +24,8 @@ function renderAttention(answer) {
   replace(box, el("div", { class: "legend" },
                   el("span", {}, el("span", { class: "swatch", style: "background:#fff" }), "0"),
                   el("span", {}, el("span", { class: "swatch", style: "background:rgb(37,99,235)" }), "1"),
-                  el("span", {}, el("span", { class: "swatch", style: `background:rgb(${MASKED_COLOUR})` }), "masked (may not attend)"),
+                  el("span", {}, el("span", { class: "swatch", style: `background:rgb(${MASKED_COLOUR})` }),
+                     "masked (may not attend)"),
                   el("span", {}, "rows: queries, columns: keys; each row sums to 1 over the keys it may see")),
           el("div", { class: "attention-layout" }, grid, enlarged(answer)));
 }
@@ -52,7 +54,7 @@ function enlarged(answer) {
       context.restore();
     });
     context.textAlign = "right";
-    answer.tokens.forEach((t, i) => context.fillText(shown(t), label - 4, label + i * cell + cell * 0.75));   // queries down the side
+    answer.tokens.forEach((t, i) => context.fillText(shown(t), label - 4, label + (i + 0.75) * cell));   // queries
     if (row !== null) {
       context.strokeStyle = "#d9480f";
       context.lineWidth = 2;
@@ -61,13 +63,16 @@ function enlarged(answer) {
   };
   const show = (row) => {
     draw(row);
-    if (row === null) return replace(strip, el("p", { class: "note" }, "Hover a row or a token to see what it attends to."));
+    if (row === null) {
+      return replace(strip, el("p", { class: "note" }, "Hover a row or a token to see what it attends to."));
+    }
     replace(strip, el("p", {}, `\u300c${shown(answer.tokens[row])}\u300d (position ${row}) attends to:`),
             el("div", { class: "tokens" }, answer.tokens.map((t, j) => {
-              const [r, g, b] = answer.allowed[row][j] ? heatColour(probs[row][j]) : MASKED_COLOUR;
-              return el("span", { class: "token", title: fixed(probs[row][j]), dataset: { p: probs[row][j] },
-                                  style: `background:rgb(${r},${g},${b});color:${probs[row][j] > 0.45 ? "#fff" : "#1d2330"}` },
-                        el("span", { class: "t" }, shown(t)), el("span", { class: "sub" }, fixed(probs[row][j], 2)));
+              const p = probs[row][j];
+              const [r, g, b] = answer.allowed[row][j] ? heatColour(p) : MASKED_COLOUR;
+              return el("span", { class: "token", title: fixed(p), dataset: { p },
+                                  style: `background:rgb(${r},${g},${b});color:${p > 0.45 ? "#fff" : "#000"}` },
+                        el("span", { class: "t" }, shown(t)), el("span", { class: "sub" }, fixed(p, 2)));
             })));
   };
   canvas.addEventListener("mousemove", (event) => {

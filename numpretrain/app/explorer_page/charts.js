@@ -73,7 +73,8 @@ function lineChart(title, series, { width = 540, height = 230, log = false } = {
     chart.append(svg("line", { class: "grid", x1: margin.left, x2: margin.left + w, y1: y, y2: y }),
                  svg("text", { x: margin.left - 4, y: y + 4, "text-anchor": "end" }, short(log ? 10 ** v : v)));
   }
-  chart.append(svg("line", { class: "axis", x1: margin.left, x2: margin.left + w, y1: margin.top + h, y2: margin.top + h }),
+  const bottom = margin.top + h;
+  chart.append(svg("line", { class: "axis", x1: margin.left, x2: margin.left + w, y1: bottom, y2: bottom }),
                svg("text", { x: margin.left + w / 2, y: height - 4, "text-anchor": "middle" }, "step"));
   const ticks = x1 > x0 + 4 ? [0, 1, 2, 3, 4] : [0, 4];
   for (const k of ticks) {                              // step labels; the last one is the run's last step

@@ -16,18 +16,22 @@ const CHART_GROUPS = [
 
 function renderCurves() {
   const box = document.getElementById("curves");
-  const keys = [...new Set(metricRecords.flatMap((r) => Object.keys(r)))].filter((k) => k !== "step" && k !== "elapsed");
+  const keys = [...new Set(metricRecords.flatMap((r) => Object.keys(r)))]
+    .filter((k) => k !== "step" && k !== "elapsed");
   const charts = CHART_GROUPS.map(([title, wanted]) => {
     const series = keys.filter(wanted).map((key, n) => ({
       name: key, colour: COLOURS[n % COLOURS.length],
-      points: metricRecords.filter((r) => typeof r[key] === "number" && typeof r.step === "number").map((r) => [r.step, r[key]]),
+      points: metricRecords.filter((r) => typeof r[key] === "number" && typeof r.step === "number")
+        .map((r) => [r.step, r[key]]),
     })).filter((s) => s.points.length);
     return series.length ? lineChart(title, series, { log: title.startsWith("loss") }) : null;
   }).filter(Boolean);
   const steps = metricRecords.filter((r) => typeof r.step === "number").map((r) => r.step);
-  replace(box, el("p", { id: "curves-summary", dataset: { records: metricRecords.length, last: steps.length ? Math.max(...steps) : "" } },
-                  metricRecords.length ? `${metricRecords.length} records of metrics.jsonl, up to step ${Math.max(...steps)}` +
-                  (X.data ? "." : "; refreshed every few seconds while the run trains.") : "No metrics.jsonl in this run (yet)."),
+  const last = steps.length ? Math.max(...steps) : "";
+  const summary = !metricRecords.length ? "No metrics.jsonl in this run (yet)."
+    : `${metricRecords.length} records of metrics.jsonl, up to step ${last}` +
+      (X.data ? "." : "; refreshed every few seconds while the run trains.");
+  replace(box, el("p", { id: "curves-summary", dataset: { records: metricRecords.length, last } }, summary),
           el("div", { class: "charts" }, charts));
 }
 

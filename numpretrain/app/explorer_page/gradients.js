@@ -14,12 +14,15 @@ async function computeGradients(text) {
 
 function targetChoices(answer) {
   if (X.info.kind.endsWith("_classifier")) {
-    const labels = X.info.labels.length ? X.info.labels : (X.predictions ? X.predictions.classes.map((c) => c.label) : []);
+    const fromPredictions = X.predictions ? X.predictions.classes.map((c) => c.label) : [];
+    const labels = X.info.labels.length ? X.info.labels : fromPredictions;
     return labels.map((label, id) => ({ id, label }));
   }
   const top = X.predictions && X.predictions.positions ? X.predictions.positions[answer.position] || [] : [];
   const choices = top.map((d) => ({ id: d.id, label: `${shown(d.token)}  (p ${fixed(d.p)})` }));
-  if (!choices.some((c) => c.id === answer.target)) choices.unshift({ id: answer.target, label: shown(answer.target_token) });
+  if (!choices.some((c) => c.id === answer.target)) {
+    choices.unshift({ id: answer.target, label: shown(answer.target_token) });
+  }
   return choices;
 }
 
@@ -29,7 +32,8 @@ function renderGradients(answer) {
   const rerun = () => computeGradients(document.getElementById("text").value).catch((e) => setStatus(e.message, true));
   const select = el("select", { id: "gradient-target", disabled: X.data ? true : null,
                                 onchange: (e) => { gradientTarget = Number(e.target.value); rerun(); } },
-                    targetChoices(answer).map((c) => el("option", { value: c.id, selected: c.id === answer.target }, c.label)));
+                    targetChoices(answer).map((c) =>
+                      el("option", { value: c.id, selected: c.id === answer.target }, c.label)));
   const what = classifier
     ? `log p(class ${answer.target_token})`
     : X.info.kind === "gpt"
@@ -41,17 +45,21 @@ function renderGradients(answer) {
   });
   const rows = answer.tokens.map((t, i) => ({ t, i, norm: answer.norm[i], gxi: answer.grad_x_input[i] }));
   replace(box,
-    el("div", { class: "controls" }, classifier ? null : el("span", {}, "Position (click a token):"), el("label", {}, "target ", select)),
+    el("div", { class: "controls" }, classifier ? null : el("span", {}, "Position (click a token):"),
+       el("label", {}, "target ", select)),
     positions,
-    el("p", { id: "gradient-objective", dataset: { logprob: answer.logprob, position: answer.position, target: answer.target } },
+    el("p", { id: "gradient-objective",
+              dataset: { logprob: answer.logprob, position: answer.position, target: answer.target } },
        `The gradient of ${what} = ${fixed(answer.logprob)} with respect to each input token's embedding (`,
        el("code", {}, answer.embedding), ").", X.data ? " (A static page: position and target are fixed.)" : ""),
     el("div", { class: "columns" },
        el("div", {}, el("h3", {}, "|gradient| per token"),
-          barChart(rows.map((r) => ({ label: shown(r.t), value: r.norm, text: short(r.norm), data: { position: r.i, norm: r.norm } })),
+          barChart(rows.map((r) => ({ label: shown(r.t), value: r.norm, text: short(r.norm),
+                                      data: { position: r.i, norm: r.norm } })),
                    { cls: "grad-norm" })),
        el("div", {}, el("h3", {}, "gradient \u00b7 input per token"),
-          barChart(rows.map((r) => ({ label: shown(r.t), value: r.gxi, text: short(r.gxi), data: { position: r.i, gxi: r.gxi } })),
+          barChart(rows.map((r) => ({ label: shown(r.t), value: r.gxi, text: short(r.gxi),
+                                      data: { position: r.i, gxi: r.gxi } })),
                    { signed: true, cls: "grad-x-input" })),
        el("div", {}, el("h3", {}, "|gradient| of every parameter"), el("div", { class: "param-box" },
           barChart(answer.parameters.map((p) => ({ label: `${p.name} ${JSON.stringify(p.shape)}`, value: p.norm,

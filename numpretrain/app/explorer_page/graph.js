@@ -10,9 +10,10 @@ function renderGraph(graph) {
                                                        onclick: () => select(i) },
     el("td", {}, `#${i}`), el("td", {}, node.op), el("td", { class: "mono" }, node.name),
     el("td", { class: "mono" }, `(${node.shape.join(", ")})`),
-    el("td", {}, el("span", { class: "gradbar", style: `width:${(60 * (node.grad_norm || 0)) / biggest}px` }), short(node.grad_norm)),
+    el("td", {}, el("span", { class: "gradbar", style: `width:${(60 * (node.grad_norm || 0)) / biggest}px` }),
+       short(node.grad_norm)),
     el("td", {}, node.parents.map((p) => `#${p}`).join(" ")),
-    el("td", {}, node.backward ? el("a", { href: "#graph-source", class: "backward-link" }, node.backward.split("/").pop()) : "leaf")));
+    el("td", {}, node.backward ? el("a", { href: "#graph-source" }, node.backward.split("/").pop()) : "leaf")));
   const body = el("tbody", {}, rows);
   const select = (i) => {
     const node = graph.nodes[i];
@@ -37,7 +38,9 @@ function renderGraph(graph) {
   const filter = el("input", { id: "graph-filter", placeholder: "filter: op or name, e.g. attn.probs", size: 32,
     oninput: (e) => {
       const words = e.target.value.toLowerCase();
-      rows.forEach((row) => { row.hidden = words && !(row.dataset.op + " " + row.dataset.name).toLowerCase().includes(words); });
+      rows.forEach((row) => {
+        row.hidden = words && !`${row.dataset.op} ${row.dataset.name}`.toLowerCase().includes(words);
+      });
     } });
   replace(box, el("p", { class: "note" }, `${graph.nodes.length} nodes, parents before children; `,
                   "orange rows are the selected node's inputs; below it, its op's source with the backward marked."),
@@ -45,7 +48,8 @@ function renderGraph(graph) {
           el("div", { class: "graph-layout" },
              el("div", { class: "graph-table-wrap" },
                 el("table", { class: "graph" },
-                   el("thead", {}, el("tr", {}, ["#", "op", "name", "shape", "|grad|", "inputs", "backward"].map((h) => el("th", {}, h)))),
+                   el("thead", {}, el("tr", {}, ["#", "op", "name", "shape", "|grad|", "inputs", "backward"]
+                     .map((h) => el("th", {}, h)))),
                    body)),
              source));
   const probs = graph.nodes.findIndex((n) => n.name.endsWith("attn.probs"));

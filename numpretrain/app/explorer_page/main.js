@@ -2,8 +2,9 @@
 // views for the text, again whenever it changes.
 "use strict";
 
+const REVIEW = "这家餐厅的菜十分美味。";
 const DEFAULT_TEXT = { gpt: "今天天气很", bert: "我昨天去了[MASK][MASK]大学参观",
-                       gpt_classifier: "这家餐厅的菜十分美味。", bert_classifier: "这家餐厅的菜十分美味。" };
+                       gpt_classifier: REVIEW, bert_classifier: REVIEW };
 const TYPING_PAUSE_MS = 400;   // run the views once typing pauses this long
 let runNumber = 0;             // answers to an older text than the box's are dropped
 
@@ -76,7 +77,12 @@ function start() {
   let pause = null;
   const again = () => { gradientPosition = null; gradientTarget = null; runViews(); };
   box.addEventListener("input", () => { clearTimeout(pause); pause = setTimeout(again, TYPING_PAUSE_MS); });
-  box.addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); clearTimeout(pause); again(); } });
+  box.addEventListener("keydown", (e) => {            // Enter runs at once; Shift+Enter is a line break
+    if (e.key !== "Enter" || e.shiftKey) return;
+    e.preventDefault();
+    clearTimeout(pause);
+    again();
+  });
   document.getElementById("run").addEventListener("click", again);
   document.getElementById("top-k").addEventListener("change", runViews);
   runViews();

@@ -24,20 +24,24 @@ function renderPredictions(answer) {
   const T = answer.tokens.length;
   if (selectedPosition === null || selectedPosition >= T) selectedPosition = defaultPosition(answer);
   const gpt = answer.kind === "gpt";
+  const read = answer.tokens.slice(0, selectedPosition + 1).join("");
   const caption = gpt
-    ? `After \u300c${answer.tokens.slice(0, selectedPosition + 1).join("")}\u300d (position ${selectedPosition}) the model expects:`
+    ? `After \u300c${read}\u300d (position ${selectedPosition}) the model expects:`
     : `At position ${selectedPosition} (\u300c${answer.tokens[selectedPosition]}\u300d) the model reads:`;
   const parts = [];
   if (answer.masks) {
     parts.push(el("h3", {}, "Every [MASK] filled (as fill-mask fills them: the most confident first)"),
                el("p", { class: "filled", "data-filled": answer.filled }, "filled: ", el("b", {}, answer.filled)),
-               el("div", { class: "columns" }, answer.masks.map((m, n) => el("div", { class: "mask", dataset: { position: m.position } },
-                  el("h3", {}, `[MASK] #${n + 1} (position ${m.position})`), topBars(m.top)))));
+               el("div", { class: "columns" }, answer.masks.map((m, n) =>
+                 el("div", { class: "mask", dataset: { position: m.position } },
+                    el("h3", {}, `[MASK] #${n + 1} (position ${m.position})`), topBars(m.top)))));
   }
-  parts.push(el("h3", {}, gpt ? "The next token at each position (click one)" : "The model's guess at each position (click one)"),
+  const guess = gpt ? "next token" : "token at that position";
+  parts.push(el("h3", {}, gpt ? "The next token at each position (click one)"
+                              : "The model's guess at each position (click one)"),
              tokenStrip(answer.tokens, selectedPosition, (i) => { selectedPosition = i; renderPredictions(answer); },
                         (i) => shown(answer.positions[i][0].token)),
-             el("p", { class: "note" }, "Under each token: its most likely " + (gpt ? "next token." : "token at that position.")),
+             el("p", { class: "note" }, `Under each token: its most likely ${guess}.`),
              el("h3", {}, caption), el("div", { id: "position-bars", dataset: { position: selectedPosition } },
                                       topBars(answer.positions[selectedPosition])));
   replace(box, parts);
@@ -106,7 +110,8 @@ function renderNspControls() {
 async function runNsp() {
   const result = document.getElementById("nsp-result");
   try {
-    const answer = await api("/api/nsp", { a: document.getElementById("nsp-a").value, b: document.getElementById("nsp-b").value });
+    const [a, b] = ["nsp-a", "nsp-b"].map((id) => document.getElementById(id).value);
+    const answer = await api("/api/nsp", { a, b });
     replace(result, barChart([{ label: "B follows A", value: answer.p_is_next, text: fixed(answer.p_is_next),
                                 data: { p: answer.p_is_next } }], { max: 1 }));
   } catch (error) {
