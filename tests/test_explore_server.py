@@ -202,6 +202,13 @@ def test_gradients_are_our_backward(kind, gpt, bert, gpt_run, bert_run):
             assert norms[name] == pytest.approx(float(np.linalg.norm(p.grad)), rel=1e-4, abs=1e-9), name
 
 
+def test_a_target_typed_as_text_is_its_token(gpt, gpt_run):
+    _, tokenizer, _ = load_pretrained(gpt_run)
+    typed = gpt.post("/api/gradients", {"text": GPT_TEXT, "position": 3, "target_token": "好"})
+    by_id = gpt.post("/api/gradients", {"text": GPT_TEXT, "position": 3, "target": tokenizer.encode("好")[0]})
+    assert typed["target_token"] == "好" and typed == by_id
+
+
 def test_the_graph_names_its_nodes_and_their_backward(gpt):
     graph = gpt.post("/api/gradients", {"text": GPT_TEXT})["graph"]
     nodes = {node["name"]: node for node in graph["nodes"] if node["name"]}
@@ -260,6 +267,8 @@ def test_metrics_follow_the_file(gpt, gpt_run):
     ("POST", "/api/generate", {"text": GPT_TEXT, "max_new_tokens": 10**9}, 400, "'max_new_tokens'"),
     ("POST", "/api/gradients", {"text": GPT_TEXT, "position": 5}, 400, "position 5 is not a position"),
     ("POST", "/api/gradients", {"text": GPT_TEXT, "target": 10**6}, 400, "not a token id"),
+    ("POST", "/api/gradients", {"text": GPT_TEXT, "target_token": "好的"}, 400, "is 2 tokens"),
+    ("POST", "/api/gradients", {"text": GPT_TEXT, "target_token": "Z"}, 400, "not in the model's vocabulary"),
     ("POST", "/api/nsp", {"a": "x", "b": "y"}, 400, "needs a BERT run"),
     ("POST", "/api/nope", {"text": "x"}, 404, "no such page or route"),
     ("GET", "/etc/passwd", None, 404, "no such page or route"),

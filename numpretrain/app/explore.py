@@ -11,7 +11,7 @@ library, no network) asks the API:
     GET  /api/metrics?since=N                  the run's metrics.jsonl from record N on
     POST /api/predict {text, top_k}            POST /api/generate {text, max_new_tokens, temperature,
     POST /api/attention {text}                                     top_k, top_p, seed, greedy}
-    POST /api/gradients {text, position, target}                   POST /api/nsp {a, b}
+    POST /api/gradients {text, position, target or target_token}   POST /api/nsp {a, b}
 
 The page can read nothing but the run the server was started on: no route takes a path, a
 text longer than the model's context is refused, and every bad request (malformed JSON, an
@@ -61,7 +61,8 @@ FIELDS = {
                       "top_k": (int, None, 1, None), "top_p": (float, None, 1e-9, 1.0),
                       "seed": (int, 0, 0, 2**32 - 1), "greedy": (bool, False, None, None)},
     "/api/attention": {"text": TEXT},
-    "/api/gradients": {"text": TEXT, "position": (int, None, 0, None), "target": (int, None, 0, None)},
+    "/api/gradients": {"text": TEXT, "position": (int, None, 0, None), "target": (int, None, 0, None),
+                       "target_token": (str, None, None, None)},
     "/api/nsp": {"a": TEXT, "b": TEXT},
 }
 KIND_WORDS = {str: "a string", int: "an integer", float: "a finite number", bool: "true or false"}

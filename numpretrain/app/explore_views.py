@@ -152,6 +152,21 @@ def nsp(run, a, b):
                 "warnings": _warnings(run, a + b, "the sentences")}
 
 
+def token_id(run, token):
+    """The id of a token typed as text (a character, for a character-level model); one token or an error."""
+    if run.kind.endswith("_classifier"):
+        names = run.config.labels or [str(i) for i in range(run.config.n_labels)]
+        if token not in names:
+            raise ValueError(f"{token!r} is not a class of this classifier ({', '.join(names)})")
+        return names.index(token)
+    ids = run.tokenizer.encode(token)
+    if len(ids) != 1:
+        raise ValueError(f"{token!r} is {len(ids)} tokens to this model's tokenizer; type one token")
+    if ids[0] == getattr(run.tokenizer, "unk_id", None) and token != "[UNK]":
+        raise ValueError(f"{token!r} is not in the model's vocabulary (it reads as [UNK])")
+    return ids[0]
+
+
 def _attention_modules(run):
     return [module for _, module in run.model.named_modules() if isinstance(module, SelfAttention)]
 
@@ -178,15 +193,18 @@ def attention(run, text):
                 "names": [m.path for m in modules]}
 
 
-def gradients(run, text, position=None, target=None):
+def gradients(run, text, position=None, target=None, target_token=None):
     """The gradient view: d log p(target at position) / d (each input token's embedding, every parameter).
 
     GPT: p is the next token after position; BERT: the token at position (a [MASK], say);
     a classifier: the class `target` (position is not used). position defaults to the last
-    token (BERT: the first [MASK], else the last token before [SEP]), target to the most likely.
+    token (BERT: the first [MASK], else the last token before [SEP]), target to the most likely;
+    `target_token` names the target by its text instead of its id.
     """
     with run.lock:
         ids, batch = run.inputs(text)
+        if target_token is not None:
+            target = token_id(run, target_token)
         T = ids.shape[1]
         classifier = run.kind.endswith("_classifier")
         if position is None:

@@ -2,11 +2,13 @@
 // gradient x input), and every parameter's gradient norm. Computed by numpretrain's own backward.
 "use strict";
 
-let gradientPosition = null, gradientTarget = null;
+let gradientPosition = null, gradientTarget = null;   // null: the last position, the most likely token
 
-async function computeGradients(text) {
-  const body = { text, position: gradientPosition, target: gradientTarget };
+// typed: a target token as text, when the top-k list lacks it
+async function computeGradients(text, typed) {
+  const body = { text, position: gradientPosition, target: typed ? null : gradientTarget, target_token: typed };
   const answer = await api("/api/gradients", body);
+  [gradientPosition, gradientTarget] = [answer.position, answer.target];
   renderGradients(answer);
   renderGraph(answer.graph);
   return answer;
@@ -29,11 +31,14 @@ function targetChoices(answer) {
 function renderGradients(answer) {
   const box = document.getElementById("gradients");
   const classifier = X.info.kind.endsWith("_classifier");
-  const rerun = () => computeGradients(document.getElementById("text").value).catch((e) => setStatus(e.message, true));
+  const rerun = (typed) => computeGradients(document.getElementById("text").value, typed)
+    .catch((e) => setStatus(e.message, true));
   const select = el("select", { id: "gradient-target", disabled: X.data ? true : null,
                                 onchange: (e) => { gradientTarget = Number(e.target.value); rerun(); } },
                     targetChoices(answer).map((c) =>
                       el("option", { value: c.id, selected: c.id === answer.target }, c.label)));
+  const typed = el("input", { id: "gradient-token", size: 6, placeholder: "a token", disabled: X.data ? true : null,
+                              onchange: (e) => e.target.value && rerun(e.target.value) });
   const what = classifier
     ? `log p(class ${answer.target_token})`
     : X.info.kind === "gpt"
@@ -46,7 +51,7 @@ function renderGradients(answer) {
   const rows = answer.tokens.map((t, i) => ({ t, i, norm: answer.norm[i], gxi: answer.grad_x_input[i] }));
   replace(box,
     el("div", { class: "controls" }, classifier ? null : el("span", {}, "Position (click a token):"),
-       el("label", {}, "target ", select)),
+       el("label", {}, "target ", select), el("label", {}, "or type one: ", typed)),
     positions,
     el("p", { id: "gradient-objective",
               dataset: { logprob: answer.logprob, position: answer.position, target: answer.target } },
