@@ -55,11 +55,17 @@ class ExploredRun:
         return {"gpt": "wte", "gpt_classifier": "gpt.wte", "bert": "bert.embeddings.word_embeddings",
                 "bert_classifier": "bert.embeddings.word_embeddings"}[self.kind]
 
+    @property
+    def class_names(self):
+        """A classifier's labels in id order ("0", "1" ... when it saved none); [] for GPT and BERT."""
+        if not self.kind.endswith("_classifier"):
+            return []
+        return list(self.config.labels) or [str(i) for i in range(self.config.n_labels)]
+
     def info(self):
-        labels = self.config.labels if self.kind.endswith("_classifier") else []
         return {"kind": self.kind, "run": os.path.basename(os.path.normpath(self.run_dir)),
                 "n_layer": self.body_config.n_layer, "n_head": self.body_config.n_head,
-                "n_embd": self.body_config.n_embd, "context": self.context, "labels": list(labels),
+                "n_embd": self.body_config.n_embd, "context": self.context, "labels": self.class_names,
                 "parameters": self.model.num_parameters()}
 
     # ----- text -> the model's input -----
@@ -115,8 +121,7 @@ def predict(run, text, top_k=5):
             logits = run.forward(batch).data[0]                              # (T, V) or (n_labels,)
         if run.kind.endswith("_classifier"):
             probs, _ = stable_softmax(logits)                                # (n_labels,), as `classify`
-            names = run.config.labels or [str(i) for i in range(run.config.n_labels)]
-            answer["classes"] = [{"label": name, "p": float(p)} for name, p in zip(names, probs)]
+            answer["classes"] = [{"label": name, "p": float(p)} for name, p in zip(run.class_names, probs)]
             return answer
         if run.kind == "bert":
             logits[:, :run.tokenizer.first_non_special_id] = -np.inf         # as fill-mask: never [PAD], [MASK] ...
@@ -154,11 +159,10 @@ def nsp(run, a, b):
 
 def token_id(run, token):
     """The id of a token typed as text (a character, for a character-level model); one token or an error."""
-    if run.kind.endswith("_classifier"):
-        names = run.config.labels or [str(i) for i in range(run.config.n_labels)]
-        if token not in names:
-            raise ValueError(f"{token!r} is not a class of this classifier ({', '.join(names)})")
-        return names.index(token)
+    if run.class_names:
+        if token not in run.class_names:
+            raise ValueError(f"{token!r} is not a class of this classifier ({', '.join(run.class_names)})")
+        return run.class_names.index(token)
     ids = run.tokenizer.encode(token)
     if len(ids) != 1:
         raise ValueError(f"{token!r} is {len(ids)} tokens to this model's tokenizer; type one token")
@@ -207,9 +211,11 @@ def gradients(run, text, position=None, target=None, target_token=None):
             target = token_id(run, target_token)
         T = ids.shape[1]
         classifier = run.kind.endswith("_classifier")
-        if position is None:
-            masks = np.flatnonzero(ids[0] == getattr(run.tokenizer, "mask_id", -1))
-            position = int(masks[0]) if run.kind == "bert" and len(masks) else T - 1 - (run.kind == "bert")
+        if position is None and run.kind == "bert":          # the first [MASK], else the last token before [SEP]
+            masks = np.flatnonzero(ids[0] == run.tokenizer.mask_id)
+            position = int(masks[0]) if len(masks) else T - 2
+        elif position is None:
+            position = T - 1
         if not 0 <= position < T:
             raise ValueError(f"position {position} is not a position of the text's {T} tokens (0 to {T - 1})")
         run.model.zero_grad()
@@ -230,8 +236,7 @@ def gradients(run, text, position=None, target=None, target_token=None):
             parameters = [{"name": name, "shape": list(p.shape),
                            "norm": None if p.grad is None else float(np.linalg.norm(p.grad))}
                           for name, p in run.model.named_parameters()]
-            names = run.config.labels if classifier else None
-            target_label = (names[target] if names else str(target)) if classifier else run.tokenizer.decode([target])
+            target_label = run.class_names[target] if classifier else run.tokenizer.decode([target])
             return {"tokens": run.tokens(ids), "position": position, "target": target, "target_token": target_label,
                     "logprob": float(objective.data), "embedding": run.embedding_name,
                     "norm": np.linalg.norm(grad, axis=-1).astype(float).tolist(),       # (T,)
