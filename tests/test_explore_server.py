@@ -16,7 +16,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from numpretrain.app import cli, probing
+from numpretrain.app import cli, explore_views, probing
 from numpretrain.app.explore import FIELDS, MAX_BODY_BYTES, ExplorerHandler, ExplorerServer
 from numpretrain.app.explore_views import ExploredRun
 from numpretrain.app.finetune import classify_texts
@@ -200,6 +200,13 @@ def test_gradients_are_our_backward(kind, gpt, bert, gpt_run, bert_run):
             assert norms[name] is None, name
         else:
             assert norms[name] == pytest.approx(float(np.linalg.norm(p.grad)), rel=1e-4, abs=1e-9), name
+
+
+def test_attention_too_large_to_draw_is_refused(gpt, monkeypatch):
+    monkeypatch.setattr(explore_views, "MAX_ATTENTION_CELLS", 2 * 2 * 4 * 4)      # 2 layers x 2 heads x 4 x 4
+    assert gpt.request("POST", "/api/attention", {"text": GPT_TEXT[:4]})[0] == 200
+    status, answer = gpt.request("POST", "/api/attention", {"text": GPT_TEXT})
+    assert status == 400 and "try a shorter text" in answer["error"]
 
 
 def test_a_target_typed_as_text_is_its_token(gpt, gpt_run):

@@ -35,6 +35,7 @@ from numpretrain.training.trainer import METRICS_FILE
 
 DECIMALS = 6            # probabilities sent to the page: 6 decimals keep a row's sum within 1e-4 of 1
 MAX_METRICS_RECORDS = 20000   # records one answer carries; the page asks again from where it stopped
+MAX_ATTENTION_CELLS = 2_000_000   # layers x heads x T x T sent at once: about 16 MB of JSON, what a page still draws
 
 
 class ExploredRun:
@@ -179,6 +180,10 @@ def attention(run, text):
     """{"tokens", "layers": [(nh, T, T) as lists], "allowed": (T, T) 0/1}: query rows, key columns."""
     with run.lock:
         ids, batch = run.inputs(text)
+        T, L, nh = ids.shape[1], run.body_config.n_layer, run.body_config.n_head
+        if L * nh * T * T > MAX_ATTENTION_CELLS:
+            raise ValueError(f"{T} tokens make {L * nh * T * T:,} attention weights over {L} layers x {nh} heads, "
+                             f"more than the page draws ({MAX_ATTENTION_CELLS:,}); try a shorter text")
         modules = sorted(_attention_modules(run), key=lambda m: int(m.path.split(".")[-2]))   # h.0.attn, h.1.attn ...
         for module in modules:
             module.keep_probs = True
@@ -189,7 +194,6 @@ def attention(run, text):
         finally:
             for module in modules:
                 module.keep_probs, module.last_probs = False, None
-        T = ids.shape[1]
         mask = batch.get("attention_mask") if isinstance(batch, dict) else None
         allowed = allowed_keys(T, T, modules[0].causal, mask)                # (1, 1, T, T) or None
         allowed = np.ones((T, T), bool) if allowed is None else np.broadcast_to(allowed[0, 0], (T, T))

@@ -31,9 +31,14 @@ async function runViews() {
     if (!current()) return;
     showWarnings(predictions.warnings);
     renderPredictions(predictions);
-    const attention = await api("/api/attention", { text });
-    if (!current()) return;
-    renderAttention(attention);
+    try {                    // a text too long to draw every head of still gets its gradients
+      const attention = await api("/api/attention", { text });
+      if (!current()) return;
+      renderAttention(attention);
+    } catch (error) {
+      if (!current()) return;
+      replace(document.getElementById("attention"), el("p", { class: "error" }, error.message));
+    }
     if (gradientPosition !== null && gradientPosition >= predictions.tokens.length) gradientPosition = null;
     const gradients = await api("/api/gradients", { text, position: gradientPosition, target: gradientTarget });
     if (!current()) return;
