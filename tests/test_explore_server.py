@@ -409,7 +409,12 @@ def test_the_command_prints_its_address_and_warns_about_another_host(gpt_run):
     (["explore", "--ckpt", "no/such/run"], "no such folder"),
     (["explore", "--ckpt", "RUN", "--html", "x.html"], "--html needs --text"),
     (["explore", "--ckpt", "RUN", "--port", "70000"], "--port must be between"),
+    (["explore", "--ckpt", "RUN", "--html", "RUN/model.safetensors", "--text", "x"], "is a file of the run"),
+    (["explore", "--ckpt", "RUN", "--html", "RUN", "--text", "x"], "is a folder"),
 ])
 def test_command_misuse(argv, words, gpt_run, capsys):
-    assert cli.main([gpt_run if a == "RUN" else a for a in argv]) == 2
+    weights = os.path.join(gpt_run, "model.safetensors")
+    before = os.path.getsize(weights), os.path.getmtime(weights)
+    assert cli.main([a.replace("RUN", gpt_run) for a in argv]) == 2
     assert words in capsys.readouterr().err
+    assert (os.path.getsize(weights), os.path.getmtime(weights)) == before

@@ -32,6 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 from numpretrain.app import explore_views as views
 from numpretrain.errors import NumpretrainError
 from numpretrain.storage.atomic import write_text
+from numpretrain.storage.runs import RUN_FILES
+from numpretrain.training.trainer import METRICS_FILE, STATE_FILE
 
 MAX_BODY_BYTES = 64 * 1024       # a request body: a context of text, several times over
 REQUEST_TIMEOUT_SECONDS = 10     # a client that stops sending mid-request is dropped after this
@@ -310,9 +312,19 @@ def static_views(run, text):
     return data
 
 
+def check_html_path(path, run_dir):
+    """--html writes a page, never over a folder or a file of the run it shows."""
+    if os.path.isdir(path):
+        raise ValueError(f"--html {path} is a folder; give the name of the file to write, e.g. {path}/view.html")
+    own = [os.path.join(run_dir, name) for name in (*RUN_FILES, STATE_FILE, METRICS_FILE)]
+    if os.path.exists(path) and any(os.path.exists(name) and os.path.samefile(path, name) for name in own):
+        raise ValueError(f"--html {path} is a file of the run {run_dir}; write the page elsewhere")
+
+
 def write_html(options):
     if not options.text:
         raise ValueError("--html needs --text: the text whose views the file shows")
+    check_html_path(options.html, options.ckpt)
     run = views.ExploredRun(options.ckpt)
     html = page_html(run.info(), options.text, static_views(run, options.text))
     write_text(options.html, html)
