@@ -1,9 +1,9 @@
 """In CI nothing may skip for want of an extra.
 
 The README's test command needs no extra: the tests that compare with PyTorch and transformers,
-or load the real all-MiniLM-L6-v2, skip cleanly without them. `.ci/run` installs every extra and
-sets NUMPRETRAIN_REQUIRE_EXTRAS=1, and then such a skip is a failure: a broken install, or a test
-that stopped finding its package, cannot pass CI by skipping.
+load the real all-MiniLM-L6-v2, or drive a headless Chromium, skip cleanly without them. `.ci/run`
+installs every extra and sets NUMPRETRAIN_REQUIRE_EXTRAS=1, and then such a skip is a failure: a
+broken install, or a test that stopped finding its package, cannot pass CI by skipping.
 """
 
 import os
@@ -11,7 +11,8 @@ import os
 import pytest
 
 REQUIRE_EXTRAS = os.environ.get("NUMPRETRAIN_REQUIRE_EXTRAS") == "1"
-EXTRA_SKIPS = ("could not import", "needs the model package")   # importorskip's reason, the MiniLM marker's
+# importorskip's reason, the MiniLM marker's, the browser tests' (tests/test_explore_browser.py)
+EXTRA_SKIPS = ("could not import", "needs the model package", "needs a browser")
 
 
 def skip_reason(report):

@@ -6,6 +6,8 @@
     finetune.py  a classifier head on a pretrained GPT or BERT, and its report
     probing.py   probes, fill-mask, next sentence prediction
     embed.py     sentence embeddings from a Hugging Face BERT (all-MiniLM-L6-v2)
+    explore.py   python -m numpretrain explore: a local page (explorer_page/) and its JSON API;
+                 explore_views.py computes what it shows, explore_graph.py describes the graph
 
 The top of the stack: it may import everything below, nothing imports it.
 """

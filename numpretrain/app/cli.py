@@ -11,6 +11,7 @@
     export-hf      a run as a Hugging Face folder (model and tokenizer) that transformers loads
     import-hf      a Hugging Face folder (as export-hf writes one) as a run folder
     embed          sentence embeddings (and their similarities) from a real BERT, e.g. all-MiniLM-L6-v2
+    explore        a local page showing a run's predictions, attention, gradients, graph and curves
 
 Training options follow nanoGPT's names, so a practitioner's recipe carries over. They are the
 fields of the config dataclasses (TrainConfig, GPTConfig, CorpusConfig ...): each option's default
@@ -296,6 +297,15 @@ def build_parser():
     p.add_argument("texts", nargs="+", help="texts to embed")
     p.add_argument("--save", metavar="FILE.npy", help="write the (n_texts, width) float32 array here")
     p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default %(default)s)")
+
+    p = add_command("explore", help="see a run's predictions, attention, gradients, graph and curves in a browser",
+                    description="Serve a local page (offline, no dependency) showing what a run computes for a "
+                                "text: predictions, attention, gradients, the graph, training curves.")
+    p.add_argument("--ckpt", required=True, metavar="DIR", help="a GPT, BERT or classifier run directory")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on; 0: any free one (default %(default)s)")
+    p.add_argument("--text", metavar="TEXT", help="the text the page starts with (with --html: the text shown)")
+    p.add_argument("--html", metavar="FILE", help="write the views of --text to one self-contained HTML file instead")
     return parser
 
 

@@ -174,3 +174,13 @@ def embed(options):
         np.save(npy, vectors.astype(np.float32))
         write_bytes(options.save, npy.getvalue())      # atomically, at exactly the path given
         print(f"saved {vectors.shape} float32 to {options.save}")
+
+
+def explore(options):
+    from numpretrain.app.explore import serve, write_html
+    if not 0 <= options.port <= 65535:
+        raise ValueError(f"--port must be between 0 and 65535, got {options.port}")
+    if options.html:
+        write_html(options)
+    else:
+        serve(options)
