@@ -179,13 +179,13 @@ class _Damaged(ValueError):
 
 def json_lines(path, error=CheckpointError, allow_nan=False, max_line_bytes=MAX_LINE_BYTES):
     """(line number, raw bytes, value, problem) for each non-blank line of a JSON-lines file: value
-    None and a problem (str) for a damaged line. Read one line at a time, so a line longer than
-    `max_line_bytes` is a problem, not an allocation; a file that cannot be opened is `error`.
-    The caller decides what a damaged line means: metrics.jsonl sets it aside, a label file reports it."""
+    None and a problem (str) for a damaged line, whose bytes are still given (so they can be kept).
+    A file that cannot be opened is `error`. The caller decides what a damaged line means:
+    metrics.jsonl sets it aside, a label file reports it."""
     with open_for_reading(path, error) as file:
-        for number, raw in enumerate(_lines(file, max_line_bytes), start=1):
-            if raw is None:
-                yield number, b"", None, f"longer than {max_line_bytes} bytes"
+        for number, raw in enumerate(file, start=1):
+            if len(raw) > max_line_bytes:
+                yield number, raw, None, f"longer than {max_line_bytes} bytes"
             elif raw.strip():
                 yield number, raw, *_parse_line(raw, allow_nan)
 
@@ -196,20 +196,6 @@ def _parse_line(raw, allow_nan):
         return parse_json(decode_utf8(raw, "", _Damaged), "", allow_nan, _Damaged), None
     except _Damaged as problem:
         return None, str(problem).removeprefix(": ")
-
-
-def _lines(file, max_line_bytes):
-    """The lines of a binary file, each with its newline; None for a line over the limit (skipped)."""
-    while True:
-        line = file.readline(max_line_bytes + 1)
-        if not line:
-            return
-        if len(line) > max_line_bytes and not line.endswith(b"\n"):
-            while line and not line.endswith(b"\n"):   # skip the rest of the overlong line
-                line = file.readline(max_line_bytes + 1)
-            yield None
-            continue
-        yield line
 
 
 def save_json(path, obj, allow_nan=False):

@@ -131,13 +131,15 @@ class AdamW:
         """Raise ConfigError for a value that cannot work."""
         if not 0 <= group["lr"] < math.inf:
             raise ConfigError(f"learning rate must be >= 0 and finite, got {group['lr']}")
-        if not 0 <= group["weight_decay"] < math.inf:
-            raise ConfigError(f"weight_decay must be >= 0 and finite, got {group['weight_decay']}")
+        weight_decay, lr = group["weight_decay"], group["lr"]
+        if not (0 <= weight_decay < math.inf and weight_decay * lr <= 1):   # a step removes at most the weight
+            raise ConfigError(f"weight_decay must be >= 0, finite and at most 1 / lr, got {weight_decay} "
+                              f"with a learning rate of {lr}")
         betas = group["betas"]
         if isinstance(betas, (str, dict)) or len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {betas}")
-        if not 0 <= group["eps"] < math.inf:
-            raise ConfigError(f"eps must be >= 0 and finite, got {group['eps']}")
+        if not 0 <= group["eps"] <= 1:       # it only keeps the denominator off zero
+            raise ConfigError(f"eps must be in [0, 1], got {group['eps']}")
 
     # ----- the learning rate -----
     def set_lr(self, lr):
@@ -247,6 +249,10 @@ class AdamW:
             if absent:
                 problems.append(f"a parameter group lacks {absent}")
                 continue
+            wrong = [key for key in self.defaults if not _same_kind(saved[key], self.defaults[key])]
+            if wrong:
+                problems.append(f"hyper-parameters {wrong} in the state are not numbers (or pairs of numbers)")
+                continue
             try:
                 self._check_hyperparameters({**group, **{key: saved[key] for key in self.defaults}})
             except (ConfigError, TypeError) as error:
@@ -289,6 +295,13 @@ def _split(flat, shapes):
         views.append(flat[start:start + size].reshape(shape))
         start += size
     return views
+
+
+def _same_kind(value, default):
+    """value is a number, or a list of as many numbers as the tuple `default` holds."""
+    if isinstance(default, tuple):
+        return isinstance(value, list) and len(value) == len(default) and all(_same_kind(v, 0.0) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_count(value):
