@@ -22,7 +22,9 @@ from hostile_folders import (
 
 from numpretrain.data.classify import load_labelled_file
 from numpretrain.errors import CheckpointError, DataError
+from numpretrain.storage.formats import load_safetensors, load_safetensors_metadata, save_safetensors
 from numpretrain.storage.json_files import MAX_DEPTH, check_fields, file_in_folder, load_json, parse_json
+from numpretrain.storage.runs import load_config
 from numpretrain.tokenizers import load_tokenizer
 from numpretrain.tokenizers.bpe import FIRST_MERGE_ID
 from numpretrain.tokenizers.special_tokens import SPECIAL_TOKENS
@@ -120,7 +122,8 @@ BREAKAGES = {
         "Hugging Face config.json", lambda t: t.replace('"hidden_dropout_prob": 0.1', '"hidden_dropout_prob": "0.1"'),
         "'hidden_dropout_prob' must be a JSON integer or number"),
     "Hugging Face config.json: architectures of numbers": (
-        "Hugging Face config.json", lambda t: t.replace('"architectures": [', '"architectures": [1, '), "architectures"),
+        "Hugging Face config.json", lambda t: t.replace('"architectures": [', '"architectures": [1, '),
+        "architectures"),
     "tokenizer_config.json: nested": ("tokenizer_config.json", lambda t: NESTED, "nested too deeply"),
     "tokenizer_config.json: a string for a flag": (
         "tokenizer_config.json", lambda t: t.replace('"do_lower_case": true', '"do_lower_case": "no"'), "boolean"),
@@ -227,7 +230,6 @@ def test_a_hostile_training_state_is_refused_before_the_first_step(folders, edit
 
 
 def test_non_finite_optimizer_moments_are_refused(folders):
-    from numpretrain.storage.formats import load_safetensors, load_safetensors_metadata, save_safetensors
     with copy_of(folders["run"]) as folder:
         path = folder / "training_state.safetensors"
         tensors, metadata = load_safetensors(path), load_safetensors_metadata(path)
@@ -302,3 +304,12 @@ def test_a_hostile_label_line_is_reported_with_its_file_and_line(tmp_path, line,
     message = str(error.value)
     assert str(path) in message and "line 2:" in message and problem in message, message
     assert len(message) < 400
+
+
+def test_a_message_quoting_a_huge_value_is_cut_in_its_middle(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model": {"model_type": "gpt", "x" * 10**6: 1}}))
+    with pytest.raises(CheckpointError) as error:
+        load_config(tmp_path)
+    message = str(error.value)
+    assert message.startswith(str(path)) and "characters cut" in message and len(message) < 4100

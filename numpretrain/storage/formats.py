@@ -1,4 +1,5 @@
-"""File formats for checkpoints: safetensors and RNG state (JSON files: json_files.py).
+"""File formats for checkpoints: safetensors and RNG state (JSON files are json_files.py's; its
+load_json and save_json are also importable from here).
 
 Nothing here knows about models; it moves named arrays and JSON values to and
 from disk safely. Three promises hold for every function:
@@ -33,7 +34,6 @@ import numpy as np
 
 from numpretrain.errors import CheckpointError
 from numpretrain.storage import atomic
-# JSON files are read by json_files.py; load_json and save_json are also importable from here
 from numpretrain.storage.json_files import brief as _brief
 from numpretrain.storage.json_files import load_json, open_for_reading, parse_json, save_json  # noqa: F401
 

@@ -60,8 +60,8 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"   # a checkpoint sharded into several files
 SAFETENSORS_METADATA = {"format": "pt"}               # transformers refuses safetensors without it
-# The fields of a Hugging Face config.json that we read, and their JSON types ("key?": may be absent
-# or null; json_files.check_fields); the values are checked by our config classes.
+# The fields of a Hugging Face config.json that we read, and their JSON types ("key?": may be absent;
+# json_files.check_fields); the values are checked by our config classes.
 HF_CONFIG_FIELDS = {
     "model_type": str, "architectures?": [str], "tie_word_embeddings?": bool,
     "pad_token_id?": (int, type(None)), "n_inner?": (int, type(None)),

@@ -6,7 +6,8 @@ folder's config.json, tokenizer_config.json and model.safetensors.index.json. Wh
 the result is the parsed value or one error (CheckpointError, or DataError for data files) naming
 the file, and the line for JSON-lines files:
 
-* size: a file larger than its limit is refused before a byte is read, a line likewise;
+* size: a file larger than its limit is refused before a byte is read; a longer line than
+  MAX_LINE_BYTES is a damaged line;
 * text: bytes that are not UTF-8 say where (a leading BOM, which some editors write, is allowed);
 * syntax: malformed JSON says line and column; duplicate keys, NaN and Infinity are refused;
 * nesting: deeper than MAX_DEPTH is refused (Python's parser would raise RecursionError);
@@ -26,8 +27,8 @@ import os
 from numpretrain.errors import CheckpointError
 from numpretrain.storage import atomic
 
-# Our JSON files are kilobytes (configs) to a few megabytes (a 50,000-merge tokenizer, a long
-# metrics log); a Hugging Face tokenizer_config.json or shard index is well under this too.
+# Our JSON files are kilobytes (configs) to a few megabytes (a 50,000-merge tokenizer); a Hugging
+# Face tokenizer_config.json or shard index is well under this too.
 MAX_JSON_BYTES = 64 * 2**20
 MAX_LINE_BYTES = 2**20          # one line of metrics.jsonl or of a label file
 # Our files nest four levels at most, Hugging Face's configs about as deep; Python's parser gives
@@ -36,7 +37,7 @@ MAX_DEPTH = 32
 # The largest integers we write are 128-bit RNG states (39 digits); a size or a count is far
 # smaller. Longer integers are refused before Python converts them (which is quadratic).
 MAX_INT_DIGITS = 40
-
+MAX_NAME_CHARS = 255            # the longest file name most file systems allow
 NUMBER = (int, float)           # for check_fields: JSON's number is either
 _TYPE_NAMES = {dict: "object", list: "array", str: "string", int: "integer", float: "number",
                bool: "boolean", type(None): "null"}
@@ -251,7 +252,7 @@ def file_in_folder(directory, name, source, also_under=(), error=CheckpointError
     separators, "..", or a drive, whose real path (links followed) lies in `directory` or in one of
     `also_under` (the Hugging Face cache links a snapshot's files to its blobs folder)."""
     check_type(name, str, f"{source}: the file name", error)
-    if not name or name in (".", "..") or any(c in name for c in "/\\:\0"):
+    if not name or name in (".", "..") or len(name) > MAX_NAME_CHARS or any(c in name for c in "/\\:\0"):
         raise error(f"{source}: the file name {brief(name)} is not a plain file name in {directory}")
     path = os.path.join(directory, name)
     real = os.path.realpath(path)

@@ -267,11 +267,6 @@ class Trainer:
         if self.run_dir is not None:
             append_record(self.run_dir, record)
 
-    def _truncate_metrics(self, step):
-        """On resume, forget metrics logged after the checkpoint (they will be logged again);
-        damaged lines are set aside and reported, good records are kept (metrics_log.py)."""
-        keep_records_up_to(self.run_dir, step, self.log)
-
     # ----- checkpoints -----
     def save(self):
         """Write the weights, then the full training state, each atomically (temp file + rename)."""
@@ -300,7 +295,7 @@ class Trainer:
         for name in remove_stale_temp_files(self.run_dir):
             self.log(f"removed {name}, left half-written by an interrupted save")
         if not os.path.exists(path):
-            self._truncate_metrics(None)   # killed before the first checkpoint: start over, log included
+            keep_records_up_to(self.run_dir, None, self.log)   # killed before the first checkpoint: start over
             return False
         state = read_trainer_state(path)
         tensors = load_safetensors(path)
@@ -321,7 +316,7 @@ class Trainer:
         self.data_rng.bit_generator.state = data_rng.bit_generator.state
         self.dropout_rng.bit_generator.state = dropout_rng.bit_generator.state
         self.saved_step = self.step
-        self._truncate_metrics(self.step)
+        keep_records_up_to(self.run_dir, self.step, self.log)   # later records will be logged again
         return True
 
 
@@ -333,7 +328,7 @@ def read_trainer_state(path):
         raise CheckpointError(f"{path}: no trainer state in its metadata (not a training state file)")
     state = parse_json(metadata["trainer_state"], f"{path}: trainer state")
     check_fields(state, STATE_FIELDS, f"{path}: trainer state")
-    state["skipped_steps"] = state.get("skipped_steps") or 0         # absent in older files
+    state.setdefault("skipped_steps", 0)         # absent in older files
     step, skipped = state["step"], state["skipped_steps"]
     if not (0 <= step <= MAX_STEPS and 0 <= skipped <= step):
         raise CheckpointError(f"{path}: the training state does not fit this run: step {step} and "
