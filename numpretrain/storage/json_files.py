@@ -194,7 +194,8 @@ def json_lines(path, error=CheckpointError, allow_nan=False, max_line_bytes=MAX_
 def _parse_line(raw, allow_nan):
     """(value, None) for a good line, (None, what is wrong) for a damaged one."""
     try:
-        return parse_json(decode_utf8(raw, "", _Damaged), "", allow_nan, _Damaged), None
+        text = decode_utf8(raw, "", _Damaged).rstrip("\r\n")
+        return parse_json(text, "", allow_nan, _Damaged), None
     except _Damaged as problem:
         return None, str(problem).removeprefix(": ")
 
