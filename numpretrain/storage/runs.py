@@ -20,7 +20,7 @@ import os
 
 from numpretrain.errors import CheckpointError, ConfigError
 from numpretrain.storage.formats import load_safetensors, load_safetensors_metadata, save_safetensors
-from numpretrain.storage.json_files import NUMBER, load_json, save_json, type_name
+from numpretrain.storage.json_files import load_json, save_json, type_name
 from numpretrain.tokenizers import load_tokenizer
 
 CONFIG_FILE = "config.json"
@@ -30,7 +30,7 @@ RUN_FILES = (CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE)      # what a folder needs
 # config.json's sections (json_files.check_fields: "key?" may be absent); the model section's own
 # fields are checked by its config class, the recorded settings hold plain values only
 CONFIG_FIELDS = {"model": dict, "train?": dict, "options?": dict, "numpretrain_version?": str}
-SETTING_TYPES = (str, NUMBER[0], NUMBER[1], bool, type(None))
+SETTING_TYPES = (str, int, float, bool, type(None))
 
 
 def model_classes():

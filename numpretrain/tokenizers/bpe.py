@@ -61,7 +61,7 @@ MAX_CACHE_ENTRIES = 200_000
 # The tokens the merges build may hold this many bytes in all. Each merge's token is as long as
 # its two parts together, so 30 merges that each double a token would claim a gigabyte from a file
 # of a few hundred bytes; the lengths are added up before any token is built. A real vocabulary
-# is far below the limit (GPT-2's 50,000 merges make about 330 kB of tokens).
+# is far below the limit (GPT-2's 50,000 tokens average a few bytes each).
 MAX_TOKEN_BYTES = 16 * 2**20
 
 BPE_TOKENIZER_TYPE = "bpe"
