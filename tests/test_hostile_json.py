@@ -288,6 +288,12 @@ def test_metrics_jsonl_as_a_folder_is_a_clear_error(folders):
             resume_and_step(folder)
 
 
+def test_metrics_jsonl_as_a_folder_in_a_new_run_is_a_clear_error(tmp_path):
+    os.mkdir(tmp_path / "metrics.jsonl")
+    with pytest.raises(CheckpointError, match="metrics.jsonl: is a directory"):
+        tiny_trainer(tmp_path).train()
+
+
 # ----- label files: the line is named -----
 
 @pytest.mark.parametrize("line, problem", [

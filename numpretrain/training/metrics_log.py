@@ -21,8 +21,12 @@ DAMAGED_SUFFIX = ".damaged"
 
 def append_record(run_dir, record):
     """Append one record (a dict; NaN and Infinity written as Python's json writes them)."""
-    with open(os.path.join(run_dir, METRICS_FILE), "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    path = os.path.join(run_dir, METRICS_FILE)
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, not a file; move it away to log this run") from None
 
 
 def keep_records_up_to(run_dir, step, log):
