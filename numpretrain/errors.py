@@ -21,9 +21,20 @@ divide the width), written once here because every layer may import this file.
 
 import numpy as np
 
+# A message quoting a hostile file (a 60 MB key, a name nested a thousand deep) is cut in its middle
+# to this many characters: its start names the file, its end the rule that was broken.
+MAX_MESSAGE_CHARS = 4000
+
 
 class NumpretrainError(Exception):
     """Base class of every error numpretrain raises deliberately."""
+
+    def __init__(self, message=""):
+        message = str(message)
+        if len(message) > MAX_MESSAGE_CHARS:
+            half = MAX_MESSAGE_CHARS // 2
+            message = f"{message[:half]} [... {len(message) - 2 * half:,} characters cut ...] {message[-half:]}"
+        super().__init__(message)
 
 
 class DataError(NumpretrainError, ValueError):

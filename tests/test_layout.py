@@ -15,12 +15,13 @@ PACKAGE = "numpretrain"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
 # The layers, bottom up (numpretrain/__init__.py lists them). A module may import its own
-# layer and the ones below. storage/ is split: atomic.py and formats.py import only errors
+# layer and the ones below. storage/ is split: atomic.py, json_files.py and formats.py import only errors
 # (tokenizers and the trainer build on them), while runs.py and hf.py build models and
 # tokenizers from files; storage/__init__.py holds only a docstring, so it sits at the bottom.
 RANKS = {
     "errors": 0,
-    "speed": 1, "storage": 1, "storage.atomic": 1, "storage.formats": 1,
+    "speed": 1, "storage": 1, "storage.atomic": 1, "storage.json_files": 1,
+    "storage.formats": 1,
     "autograd": 2,
     "nn": 3,
     "models": 4,

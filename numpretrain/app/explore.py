@@ -33,7 +33,8 @@ from numpretrain.app import explore_views as views
 from numpretrain.errors import NumpretrainError
 from numpretrain.storage.atomic import write_text
 from numpretrain.storage.runs import RUN_FILES
-from numpretrain.training.trainer import METRICS_FILE, STATE_FILE
+from numpretrain.training.metrics_log import METRICS_FILE
+from numpretrain.training.trainer import STATE_FILE
 
 MAX_BODY_BYTES = 64 * 1024       # a request body: a context of text, several times over
 REQUEST_TIMEOUT_SECONDS = 10     # a client that stops sending mid-request is dropped after this

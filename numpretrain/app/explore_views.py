@@ -31,7 +31,7 @@ from numpretrain.autograd.softmax import stable_softmax
 from numpretrain.autograd.tensor import no_grad
 from numpretrain.nn.self_attention import SelfAttention
 from numpretrain.storage.runs import load_pretrained
-from numpretrain.training.trainer import METRICS_FILE
+from numpretrain.training.metrics_log import METRICS_FILE
 
 DECIMALS = 6            # probabilities sent to the page: 6 decimals keep a row's sum within 1e-4 of 1
 MAX_METRICS_RECORDS = 20000   # records one answer carries; the page asks again from where it stopped

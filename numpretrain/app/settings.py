@@ -48,7 +48,8 @@ from numpretrain.storage.runs import (
     save_config,
 )
 from numpretrain.training.schedules import warmup_cosine_lr
-from numpretrain.training.trainer import METRICS_FILE, STATE_FILE, TrainConfig, checkpoint_step
+from numpretrain.training.metrics_log import METRICS_FILE
+from numpretrain.training.trainer import STATE_FILE, TrainConfig, checkpoint_step
 
 NOT_SETTINGS = ("command", "out", "resume", "overwrite", "given")   # where a run is and how it was asked for
 MAY_CHANGE = ("max_iters", "eval_interval", "log_interval", "skip_nonfinite")

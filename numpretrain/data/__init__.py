@@ -9,7 +9,8 @@
   builtin/       the built-in Chinese "mini world" corpus (documents of sentences), its reviews and probes
 
 Every builder takes an explicit numpy.random.Generator: the same seed gives the same batches.
-Imports: errors, autograd (for IGNORE_INDEX) and tokenizers (for the special-token ids).
+Imports: errors, storage's json_files.py (label files in JSONL), autograd (for IGNORE_INDEX) and
+tokenizers (for the special-token ids).
 """
 
 # ---- the built-in corpus: a seeded Chinese "mini world" (corpus.py, world.py, reviews.py, probes.py) ----

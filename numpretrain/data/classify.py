@@ -33,6 +33,7 @@ import numpy as np
 from numpretrain.data.nsp import PretrainingExample, pad_examples
 from numpretrain.data.text_files import read_text_file
 from numpretrain.errors import CheckpointError, DataError
+from numpretrain.storage.json_files import brief, parse_json
 
 TSV_HEADERS = (("text", "label"), ("text", "text_b", "label"))
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -120,16 +121,16 @@ def _tsv_row(line):
 def _jsonl_row(line):
     """One JSONL line -> (texts, label) or a problem string."""
     try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as err:
-        return f"bad JSON ({err.msg} at column {err.colno})"
+        obj = parse_json(line, "", error=DataError)
+    except DataError as err:
+        return f"bad JSON ({str(err).removeprefix(': ')})"
     if not isinstance(obj, dict):
         return f"expected a JSON object, found {type(obj).__name__}"
     if "label" not in obj or obj["label"] is None:
         return "missing label"
     label = obj["label"]
     if isinstance(label, bool) or not isinstance(label, (str, int)):
-        return f"label must be a string or an integer, found {json.dumps(label, ensure_ascii=False)}"
+        return f"label must be a string or an integer, found {brief(label)}"
     texts = []
     for key in ("text", "text_b"):
         if key not in obj:

@@ -1,4 +1,5 @@
-"""File formats for checkpoints: safetensors, JSON, RNG state.
+"""File formats for checkpoints: safetensors and RNG state (JSON files are json_files.py's; its
+load_json and save_json are also importable from here).
 
 Nothing here knows about models; it moves named arrays and JSON values to and
 from disk safely. Three promises hold for every function:
@@ -33,6 +34,8 @@ import numpy as np
 
 from numpretrain.errors import CheckpointError
 from numpretrain.storage import atomic
+from numpretrain.storage.json_files import brief as _brief
+from numpretrain.storage.json_files import load_json, open_for_reading, parse_json, save_json  # noqa: F401
 
 # The reference implementation refuses headers above 100 MB; so do we, before
 # reading a single header byte.
@@ -42,9 +45,6 @@ HEADER_ALIGNMENT = 8  # the reference pads the header so tensor data starts 8-al
 METADATA_KEY = "__metadata__"
 NUMPY_MAX_DIMS = 64
 _INTP_MAX = int(np.iinfo(np.intp).max)  # NumPy's largest extent or byte count
-# A JSON file larger than this is refused before it is read (config, tokenizer
-# and trainer-state files are kilobytes to a few megabytes).
-MAX_JSON_BYTES = 1 << 30
 
 # safetensors dtype name -> little-endian NumPy dtype it is stored as.
 SAFETENSORS_DTYPES = {
@@ -68,113 +68,6 @@ _NUMPY_TO_SAFETENSORS = {
 # order so our files lay out like theirs.
 _REFERENCE_DTYPE_ORDER = ["BOOL", "U8", "I8", "I16", "U16", "F16", "BF16",
                           "I32", "U32", "F32", "F64", "I64", "U64"]
-
-
-# --------------------------------------------------------------------------
-# JSON
-# --------------------------------------------------------------------------
-
-def _reject_duplicate_keys(pairs):
-    """json's object_pairs_hook: a repeated key would silently keep the last
-    value, so two tensors (or two settings) of one name are an error."""
-    obj = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate key {_brief(key)}")
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name):
-    """json's parse_constant: NaN and Infinity are Python extensions, not JSON."""
-    raise ValueError(f"{name} is not allowed")
-
-
-def parse_json(text, source, allow_nan=False):
-    """json.loads for text that came from a file (a JSON file, safetensors metadata): duplicate
-    keys, nesting too deep and (unless allowed) NaN/Infinity are refused, every failure a
-    CheckpointError naming `source`."""
-    try:
-        return json.loads(text, object_pairs_hook=_reject_duplicate_keys,
-                          parse_constant=None if allow_nan else _reject_constant)
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{source}: malformed JSON at line {error.lineno} column {error.colno}: "
-                              f"{error.msg}") from None
-    except RecursionError:
-        raise CheckpointError(f"{source}: JSON nested too deeply") from None
-    except ValueError as error:
-        # duplicate keys, NaN/Infinity, or an integer with too many digits
-        raise CheckpointError(f"{source}: invalid JSON: {error}") from None
-
-
-_JSON_TYPE_NAMES = {dict: "object", list: "array", str: "string", int: "integer",
-                    float: "number", bool: "boolean", type(None): "null"}
-
-
-def _json_type_name(t):
-    return _JSON_TYPE_NAMES.get(t, t.__name__)
-
-
-def save_json(path, obj, allow_nan=False):
-    """Write `obj` as UTF-8 JSON (indent 2, non-ASCII kept) atomically.
-    NaN and Infinity are not JSON; they are refused unless `allow_nan`."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=allow_nan)
-    atomic.write_text(path, text + "\n")
-
-
-def _open_for_reading(path):
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a directory, not a file") from None
-    except OSError as error:
-        raise CheckpointError(f"{path}: could not open: {error.strerror or error}") from None
-
-
-def _read_file(path, max_bytes):
-    """Read a whole file, refusing one larger than `max_bytes` before reading."""
-    with _open_for_reading(path) as file:
-        try:
-            size = os.fstat(file.fileno()).st_size
-            if size > max_bytes:
-                raise CheckpointError(
-                    f"{path}: file is {size} bytes, larger than the "
-                    f"{max_bytes}-byte limit for this kind of file")
-            # Read what fstat saw (+1 byte to notice growth): read(max_bytes) would allocate max_bytes first.
-            data = file.read(size + 1)
-            if len(data) > max_bytes:
-                raise CheckpointError(f"{path}: grew past the {max_bytes}-byte limit while being read")
-            return data
-        except OSError as error:
-            raise CheckpointError(f"{path}: could not read: {error.strerror or error}") from None
-
-
-def load_json(path, expected_type=dict, allow_nan=False):
-    """Read a JSON file and check its top-level type.
-
-    `expected_type` is a type, a tuple of types, or None for any. Raises
-    CheckpointError naming the file for a missing file, bytes that are not
-    UTF-8, malformed JSON (with line and column), duplicate keys, NaN or
-    Infinity (unless `allow_nan`), or the wrong top-level type.
-    """
-    path = os.fspath(path)
-    data = _read_file(path, MAX_JSON_BYTES)
-    try:
-        text = data.decode("utf-8-sig")  # tolerate the BOM some editors write
-    except UnicodeDecodeError as error:
-        raise CheckpointError(f"{path}: not valid UTF-8 at byte {error.start}") from None
-    obj = parse_json(text, path, allow_nan=allow_nan)
-    if expected_type is not None:
-        expected = expected_type if isinstance(expected_type, tuple) else (expected_type,)
-        # bool is an int in Python but not in JSON
-        wrong_bool = isinstance(obj, bool) and bool not in expected
-        if not isinstance(obj, expected) or wrong_bool:
-            wanted = " or ".join(_json_type_name(t) for t in expected)
-            raise CheckpointError(f"{path}: expected a JSON {wanted} at the top level, "
-                                  f"got {_json_type_name(type(obj))}")
-    return obj
 
 
 # --------------------------------------------------------------------------
@@ -242,13 +135,6 @@ def save_safetensors(path, tensors, metadata=None):
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _brief(value, limit=60):
-    """repr() of a value from a file, cut short: a hostile header must not
-    turn into a 100 MB error message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _check_tensor_entry(path, name, entry, data_length):
@@ -369,7 +255,7 @@ def load_safetensors(path):
     """Load every tensor of a safetensors file as a fresh, writable,
     native-byte-order array. Returns {name: array} in header order."""
     path = os.fspath(path)
-    with _open_for_reading(path) as file:
+    with open_for_reading(path) as file:
         try:
             entries, _, data_start = _read_header(path, file)
             return {name: _read_tensor(path, file, name, *entry, data_start)
@@ -382,7 +268,7 @@ def load_safetensors_metadata(path):
     """Return the str -> str `__metadata__` of a safetensors file ({} if none),
     after validating the whole header; tensor data is not read."""
     path = os.fspath(path)
-    with _open_for_reading(path) as file:
+    with open_for_reading(path) as file:
         try:
             _, metadata, _ = _read_header(path, file)
         except OSError as error:

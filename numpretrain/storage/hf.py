@@ -24,6 +24,7 @@ Fine-tuned classifiers (BertForSequenceClassification ...) go through hf_classif
 BPE tokenizers are written beside the model in the tokenizers format by hf_tokenizers.py.
 """
 
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from numpretrain.errors import CheckpointError, ConfigError
 from numpretrain.models.bert import BertForPreTraining, BertModel
 from numpretrain.models.gpt import GPT
 from numpretrain.models.heads import SequenceClassifier
-from numpretrain.storage.formats import load_json, load_safetensors, save_json, save_safetensors
+from numpretrain.storage.formats import load_safetensors, save_safetensors
 from numpretrain.storage.hf_names import (
     BERT_ALIASES,
     BERT_BUFFERS,
@@ -57,11 +58,23 @@ from numpretrain.storage.hf_names import (
     openai_gpt_config_to_hf,
 )
 from numpretrain.storage.hf_tokenizers import write_hf_tokenizer
+from numpretrain.storage.json_files import NUMBER, check_type, file_in_folder, load_json, save_json
+from numpretrain.storage.runs import parameter_lower_bound
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"   # a checkpoint sharded into several files
 SAFETENSORS_METADATA = {"format": "pt"}               # transformers refuses safetensors without it
+# The fields of a Hugging Face config.json that we read, and their JSON types ("key?": may be absent;
+# json_files.check_fields); the values are checked by our config classes.
+HF_CONFIG_FIELDS = {
+    "model_type": str, "architectures?": [str], "tie_word_embeddings?": bool,
+    "pad_token_id?": (int, type(None)), "n_inner?": (int, type(None)),
+    **{f"{name}?": int for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                    "intermediate_size", "max_position_embeddings", "type_vocab_size",
+                                    "n_positions", "n_embd", "n_layer", "n_head")},
+    **{f"{name}?": NUMBER for name in ("hidden_dropout_prob", "resid_pdrop", "layer_norm_eps", "layer_norm_epsilon")},
+}
 
 def _stderr(message):
     print(message, file=sys.stderr)
@@ -158,22 +171,41 @@ def hf_shapes(how, shape):
 
 def read_hf_weights(directory):
     """{name: array} from model.safetensors, or from the shards a model.safetensors.index.json lists."""
+    tensors = {}
+    for path in hf_weight_files(directory):
+        tensors.update(load_safetensors(path))
+    return tensors
+
+
+def hf_weight_files(directory):
+    """[model.safetensors], or the shards model.safetensors.index.json lists: each a plain file name
+    whose real path stays in the folder (or, in the Hugging Face cache, beside the index's own blob)."""
     directory = Path(directory)
     single, index = directory / WEIGHTS_FILE, directory / WEIGHTS_INDEX_FILE
     if single.is_file():
-        return load_safetensors(single)
+        return [single]
     if index.is_file():
-        weight_map = load_json(index).get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise CheckpointError(f"{index}: no \"weight_map\" object")
-        tensors = {}
-        for shard in sorted(set(weight_map.values())):
-            tensors.update(load_safetensors(directory / shard))
-        return tensors
+        shards = list(load_json(index, fields={"weight_map": dict})["weight_map"].values())
+        check_type(shards, [str], f"{index}: the shards of \"weight_map\"")
+        return [Path(file_in_folder(directory, shard, f"{index}: weight_map", also_under=[index.resolve().parent]))
+                for shard in sorted(set(shards))]
     others = sorted(p.name for p in directory.glob("*.bin")) + sorted(p.name for p in directory.glob("*.pt"))
     hint = (f" (it has {', '.join(others)}: a pickle, which numpretrain does not read; save the model with "
             f"safe_serialization=True, the default of transformers)" if others else "")
     raise CheckpointError(f"{directory}: no {WEIGHTS_FILE}{hint}")
+
+
+def check_fits_weights(config, config_path, files):
+    """Refuse, before allocating anything, a config describing more parameters than the weights files
+    have bytes, as runs.check_fits_weights_file does for our own folders."""
+    try:
+        size = sum(os.path.getsize(path) for path in files)
+    except OSError as error:
+        raise CheckpointError(f"{error.filename}: cannot read its size ({error.strerror})") from None
+    needed = parameter_lower_bound(config)
+    if needed > size:
+        raise CheckpointError(f"{config_path}: describes a model of at least {needed:,} parameters, but the "
+                              f"weights ({', '.join(p.name for p in files)}) hold only {size:,} bytes")
 
 
 def _canonical_names(tensors, prefix, heads):
@@ -215,7 +247,7 @@ def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: no such model folder")
     config_path = directory / CONFIG_FILE
-    hf_config = load_json(config_path)
+    hf_config = load_json(config_path, fields=HF_CONFIG_FIELDS)
     if model_class is None and any(str(a).endswith("ForSequenceClassification") for a in hf_config.get("architectures") or []):
         from numpretrain.storage.hf_classifier import load_hf_classifier   # a classifier: hf_classifier.py
         return load_hf_classifier(directory, dtype, log)
@@ -237,6 +269,8 @@ def from_pretrained(directory, model_class=None, dtype=None, log=_stderr):
     if model_class not in allowed:
         raise ConfigError(f"{config_path}: a {model_type} checkpoint loads as "
                           f"{' or '.join(c.__name__ for c in allowed)}, not {getattr(model_class, '__name__', model_class)}")
+    files = hf_weight_files(directory)
+    check_fits_weights(config, config_path, files)
     layout = layout_of(model_class, config)
     source = directory / WEIGHTS_FILE
     tensors = _canonical_names(read_hf_weights(directory), layout.prefix, layout.head_prefixes)

@@ -37,15 +37,19 @@ import numpy as np
 
 from numpretrain.errors import CheckpointError, ConfigError
 from numpretrain.models.heads import BertClassifier, ClassifierConfig, GPTClassifier
-from numpretrain.storage.formats import load_json, save_json, save_safetensors
+from numpretrain.storage.formats import save_safetensors
+from numpretrain.storage.json_files import load_json, save_json
 from numpretrain.storage.hf import (
     CONFIG_FILE,
+    HF_CONFIG_FIELDS,
     SAFETENSORS_METADATA,
     WEIGHTS_FILE,
     _canonical_names,
+    check_fits_weights,
     expand,
     hf_shapes,
     hf_state_dict,
+    hf_weight_files,
     read_hf_weights,
     to_ours,
 )
@@ -171,7 +175,7 @@ def load_hf_classifier(directory, dtype=None, log=_stderr):
     the same logits. dtype as from_pretrained's: None keeps float64 and reads anything else as float32."""
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
-    hf_config = load_json(config_path)
+    hf_config = load_json(config_path, fields=HF_CONFIG_FIELDS)
     architecture = next((a for a in hf_config.get("architectures") or [] if a in SEQUENCE_CLASSIFIERS), None)
     if architecture is None:
         raise CheckpointError(f"{config_path}: architectures {hf_config.get('architectures')} names none of "
@@ -196,6 +200,7 @@ def load_hf_classifier(directory, dtype=None, log=_stderr):
                                   dropout=body.dropout if dropout is None else dropout, classifier_bias=bert)
     except ConfigError as error:
         raise CheckpointError(f"{config_path}: {error}") from None
+    check_fits_weights(body, config_path, hf_weight_files(directory))   # before allocating what the config claims
     model = (BertClassifier if bert else GPTClassifier)(config)
 
     tensors = _canonical_names(read_hf_weights(directory), prefix, (weight.split(".")[0] + ".",))

@@ -35,7 +35,7 @@ else, as our encoders match their literals. A BERT's tokenizer adds [CLS] ... [S
 from pathlib import Path
 
 from numpretrain.errors import CheckpointError, ConfigError
-from numpretrain.storage.formats import load_json, save_json
+from numpretrain.storage.json_files import load_json, save_json
 from numpretrain.tokenizers import CLS, MASK, PAD, SEP, SPECIAL_TOKENS, UNK, BPETokenizer, CharTokenizer
 from numpretrain.tokenizers.bpe import BYTE_OFFSET, FIRST_MERGE_ID
 

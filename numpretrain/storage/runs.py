@@ -19,19 +19,18 @@ config claiming absurd sizes fails at once instead of allocating them.
 import os
 
 from numpretrain.errors import CheckpointError, ConfigError
-from numpretrain.storage.formats import (
-    load_json,
-    load_safetensors,
-    load_safetensors_metadata,
-    save_json,
-    save_safetensors,
-)
+from numpretrain.storage.formats import load_safetensors, load_safetensors_metadata, save_safetensors
+from numpretrain.storage.json_files import load_json, save_json, type_name
 from numpretrain.tokenizers import load_tokenizer
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 RUN_FILES = (CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE)      # what a folder needs to be loaded as a model
+# config.json's sections (json_files.check_fields: "key?" may be absent); the model section's own
+# fields are checked by its config class, the recorded settings hold plain values only
+CONFIG_FIELDS = {"model": dict, "train?": dict, "options?": dict, "numpretrain_version?": str}
+SETTING_TYPES = (str, int, float, bool, type(None))
 
 
 def model_classes():
@@ -59,14 +58,13 @@ def load_run_record(run_dir):
     """{"train": dict, "options": dict, "numpretrain_version": str} from a run's config.json;
     a section the file does not have is None (not recorded)."""
     path = os.path.join(run_dir, CONFIG_FILE)
-    content = load_json(path)
-    record = {}
-    for section, kind in (("train", dict), ("options", dict), ("numpretrain_version", str)):
-        value = content.get(section)
-        if value is not None and not isinstance(value, kind):
-            raise CheckpointError(f"{path}: its {section!r} section is not a JSON {kind.__name__}")
-        record[section] = value
-    return record
+    content = load_json(path, fields=CONFIG_FIELDS)
+    for section in ("train", "options"):
+        for name, value in (content.get(section) or {}).items():
+            if not isinstance(value, SETTING_TYPES):
+                raise CheckpointError(f"{path}: the setting {section}.{name} is a JSON {type_name(value)}, "
+                                      f"not a string, number, boolean or null")
+    return {section: content.get(section) for section in ("train", "options", "numpretrain_version")}
 
 
 def folder_problem(path, needs=RUN_FILES):
@@ -118,7 +116,7 @@ def load_config(run_dir):
         config = config_class.from_dict(model)
         if model["model_type"].endswith("_classifier"):
             _check_classifier_config(config)
-    except (ConfigError, TypeError, ValueError, AttributeError) as error:
+    except (ConfigError, TypeError, ValueError, AttributeError, OverflowError) as error:
         raise CheckpointError(f"{path}: {error}") from None
     return config
 

@@ -10,7 +10,7 @@ The two we train share the five BERT special tokens at ids 0..4 ([PAD] [UNK] [CL
 `mask_id`, `first_non_special_id`, `save`, `load`), and a JSON file format
 whose "type" field `load_tokenizer` dispatches on.
 
-Imports: errors and storage's formats.py (JSON files).
+Imports: errors and storage's json_files.py (JSON files).
 """
 
 from numpretrain.errors import CheckpointError

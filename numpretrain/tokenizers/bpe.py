@@ -58,6 +58,12 @@ MIN_PAIR_COUNT = 2
 # cache is cleared so that a huge file cannot grow it without bound.
 MAX_CACHE_ENTRIES = 200_000
 
+# The tokens the merges build may hold this many bytes in all. Each merge's token is as long as
+# its two parts together, so 30 merges that each double a token would claim a gigabyte from a file
+# of a few hundred bytes; the lengths are added up before any token is built. A real vocabulary
+# is far below the limit (GPT-2's 50,000 tokens average a few bytes each).
+MAX_TOKEN_BYTES = 16 * 2**20
+
 BPE_TOKENIZER_TYPE = "bpe"
 FORMAT_VERSION = 1
 
@@ -288,6 +294,8 @@ def _merges_problem(merges):
     if not isinstance(merges, list):
         return "\"merges\" must be a list of [a, b] token-id pairs"
     seen = set()
+    lengths = [0] * BYTE_OFFSET + [1] * 256     # bytes of each token (the specials' are never merged)
+    total = 0
     for k, pair in enumerate(merges):
         new_id = FIRST_MERGE_ID + k
         if (
@@ -295,11 +303,17 @@ def _merges_problem(merges):
             or len(pair) != 2
             or not all(type(t) is int for t in pair)  # bool is an int subclass; refuse it too
         ):
-            return f"merge {k} is {pair!r}, expected a pair of token ids"
+            return f"merge {k} is {str(pair)[:40]}, expected a pair of token ids"
         # A merge may only combine ordinary tokens that already exist.
         if not all(FIRST_NON_SPECIAL_ID <= t < new_id for t in pair):
             return f"merge {k} {list(pair)} refers to a token that is special or not yet defined (ids {FIRST_NON_SPECIAL_ID}..{new_id - 1})"
         if tuple(pair) in seen:
             return f"duplicate merge {list(pair)} at position {k}"
         seen.add(tuple(pair))
+        a, b = pair
+        lengths.append(lengths[a] + lengths[b])
+        total += lengths[-1]
+        if total > MAX_TOKEN_BYTES:
+            return (f"the first {k + 1} merges build tokens of {total:,} bytes in all, more than the "
+                    f"{MAX_TOKEN_BYTES:,} a vocabulary may hold (merge {k} makes a {lengths[-1]:,}-byte token)")
     return None

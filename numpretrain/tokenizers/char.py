@@ -140,7 +140,7 @@ def _vocabulary_problem(tokens):
     seen = set(SPECIAL_TOKENS)
     for i, token in enumerate(tokens[FIRST_NON_SPECIAL_ID:], start=FIRST_NON_SPECIAL_ID):
         if not isinstance(token, str) or len(token) != 1:
-            return f"token {i} is {token!r}, expected a single character"
+            return f"token {i} is {repr(token)[:40]}, expected a single character"
         if token in seen:
             return f"duplicate token {token!r} at id {i}"
         seen.add(token)

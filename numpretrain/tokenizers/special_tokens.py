@@ -9,7 +9,7 @@ one careful reader of tokenizer files (JSON only: never eval, never pickle).
 import re
 
 from numpretrain.errors import CheckpointError, DataError, check_ids_in_range
-from numpretrain.storage.formats import load_json, save_json
+from numpretrain.storage.json_files import load_json, save_json
 
 # The BERT special tokens, spelled as in Google's and Hugging Face's BERT
 # vocabularies. Their order fixes their ids: [PAD] = 0 matches the zero padding
@@ -65,7 +65,7 @@ def read_tokenizer_json(path, expected_type=None):
     """Read a tokenizer file and return its JSON object (a dict).
 
     Raises CheckpointError naming the file for a missing file, bytes that are not UTF-8,
-    text that is not JSON, JSON that is not an object (all from storage/formats.py's load_json), or
+    text that is not JSON, JSON that is not an object (all from storage/json_files.py's load_json), or
     a "type" field that is missing or (when `expected_type` is given) different from it.
     """
     obj = load_json(path, expected_type=dict)
@@ -82,5 +82,5 @@ def check_special_tokens(special_tokens, source):
     if not isinstance(special_tokens, list) or tuple(special_tokens) != SPECIAL_TOKENS:
         raise CheckpointError(
             f"{source}: special tokens must be {list(SPECIAL_TOKENS)} at ids 0..{FIRST_NON_SPECIAL_ID - 1}, "
-            f"found {special_tokens!r}"
+            f"found {repr(special_tokens)[:80]}"
         )

@@ -39,10 +39,14 @@ import unicodedata
 from pathlib import Path
 
 from numpretrain.errors import CheckpointError, DataError, check_ids_in_range
+from numpretrain.storage.json_files import load_json
 from numpretrain.tokenizers.special_tokens import CLS, MASK, PAD, SEP, SPECIAL_TOKEN_PATTERN, SPECIAL_TOKENS, UNK
 
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+# the options we read from it (json_files.check_fields: "key?" may be absent); the rest is not ours
+TOKENIZER_CONFIG_FIELDS = {"do_lower_case?": bool, "strip_accents?": (bool, type(None)),
+                           "tokenize_chinese_chars?": bool}
 CONTINUATION_PREFIX = "##"        # marks a piece that continues a word
 MAX_CHARS_PER_WORD = 100          # longer words become [UNK] (Google's max_input_chars_per_word)
 MAX_VOCAB_FILE_BYTES = 64 * 1024 * 1024
@@ -177,10 +181,7 @@ class WordPieceTokenizer:
         options = {}
         config_path = directory / TOKENIZER_CONFIG_FILE
         if config_path.is_file():
-            try:
-                options = json.loads(config_path.read_text(encoding="utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                raise CheckpointError(f"{config_path}: not a readable JSON file ({err})") from None
+            options = load_json(config_path, fields=TOKENIZER_CONFIG_FIELDS)
         return cls.from_vocab_file(directory / VOCAB_FILE, lowercase=bool(options.get("do_lower_case", True)),
                                    strip_accents=options.get("strip_accents"),
                                    split_cjk=bool(options.get("tokenize_chinese_chars", True)))

@@ -4,6 +4,7 @@
                    clip, step, log, checkpoint; exact resume
     optimizers.py  AdamW (and its update written as its formula), clip_grad_norm
     schedules.py   the learning-rate schedule: linear warm-up, cosine decay
+    metrics_log.py metrics.jsonl: appended as training goes, brought back to the checkpoint on resume
 
-Imports: errors, speed, autograd, storage's atomic.py and formats.py.
+Imports: errors, speed, autograd, storage's atomic.py, json_files.py and formats.py.
 """

@@ -29,6 +29,9 @@ from numpretrain.speed import kernels, threads
 
 # clip_grad_norm divides by (norm + CLIP_EPS), as PyTorch's clip_grad_norm_ does.
 CLIP_EPS = 1e-6
+# The most steps a saved state may claim: counts stay exact as floats (2**53), so the bias
+# corrections 1 - beta**t never overflow or divide by zero.
+MAX_STEPS = 2**53
 
 
 def adamw_update(param, grad, m, v, t, lr, beta1, beta2, eps, weight_decay):
@@ -126,15 +129,17 @@ class AdamW:
 
     def _check_hyperparameters(self, group):
         """Raise ConfigError for a value that cannot work."""
-        if not group["lr"] >= 0:
-            raise ConfigError(f"learning rate must be >= 0, got {group['lr']}")
-        if not group["weight_decay"] >= 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {group['weight_decay']}")
+        if not 0 <= group["lr"] < math.inf:
+            raise ConfigError(f"learning rate must be >= 0 and finite, got {group['lr']}")
+        weight_decay, lr = group["weight_decay"], group["lr"]
+        if not (0 <= weight_decay < math.inf and weight_decay * lr <= 1):   # a step removes at most the weight
+            raise ConfigError(f"weight_decay must be >= 0, finite and at most 1 / lr, got {weight_decay} "
+                              f"with a learning rate of {lr}")
         betas = group["betas"]
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        if isinstance(betas, (str, dict)) or len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {betas}")
-        if not group["eps"] >= 0:
-            raise ConfigError(f"eps must be >= 0, got {group['eps']}")
+        if not 0 <= group["eps"] <= 1:       # it only keeps the denominator off zero
+            raise ConfigError(f"eps must be in [0, 1], got {group['eps']}")
 
     # ----- the learning rate -----
     def set_lr(self, lr):
@@ -219,6 +224,10 @@ class AdamW:
             return [f"the state has {len(state['param_shapes'])} parameters, this optimizer has {n}"]
         if len(state["param_steps"]) != n or len(state["param_names"]) != n:
             return ["param_steps and param_names must have one entry per parameter"]
+        step_count = state["step_count"]
+        if not (_is_count(step_count) and all(_is_count(s) and s <= step_count for s in state["param_steps"])):
+            return [f"step_count and param_steps must be integers in [0, {MAX_STEPS}], no parameter "
+                    f"updated more often than the optimizer stepped"]
         if not all(isinstance(g, dict) and "params" in g for g in state["param_groups"]):
             return ["every entry of param_groups must be a dict with a 'params' list"]
         saved_groups = [g["params"] for g in state["param_groups"]]
@@ -240,6 +249,10 @@ class AdamW:
             if absent:
                 problems.append(f"a parameter group lacks {absent}")
                 continue
+            wrong = [key for key in self.defaults if not _same_kind(saved[key], self.defaults[key])]
+            if wrong:
+                problems.append(f"hyper-parameters {wrong} in the state are not numbers (or pairs of numbers)")
+                continue
             try:
                 self._check_hyperparameters({**group, **{key: saved[key] for key in self.defaults}})
             except (ConfigError, TypeError) as error:
@@ -258,6 +271,8 @@ class AdamW:
                 problems.append(f"buffer {key!r}: shape {array.shape} in the state, {expected[key]} here")
             elif array.dtype.kind != "f":
                 problems.append(f"buffer {key!r}: dtype {array.dtype}, expected a float array")
+            elif not np.isfinite(array).all() or (key.startswith("exp_avg_sq") and (array < 0).any()):
+                problems.append(f"buffer {key!r}: holds non-finite values (or a negative second moment)")
         return problems
 
     def _param_names(self):
@@ -280,6 +295,17 @@ def _split(flat, shapes):
         views.append(flat[start:start + size].reshape(shape))
         start += size
     return views
+
+
+def _same_kind(value, default):
+    """value is a number, or a list of as many numbers as the tuple `default` holds."""
+    if isinstance(default, tuple):
+        return isinstance(value, list) and len(value) == len(default) and all(_same_kind(v, 0.0) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_STEPS
 
 
 def _json_number(value):

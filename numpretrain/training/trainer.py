@@ -28,21 +28,25 @@ import numpy as np
 
 from numpretrain.autograd.tensor import no_grad
 from numpretrain.errors import CheckpointError, ConfigError, NumpretrainError
-from numpretrain.storage.atomic import injected_fault, remove_stale_temp_files, write_text
+from numpretrain.storage.atomic import injected_fault, remove_stale_temp_files
 from numpretrain.storage.formats import (
     load_safetensors,
     load_safetensors_metadata,
-    parse_json,
     rng_from_json,
     rng_state_to_json,
     save_safetensors,
 )
+from numpretrain.storage.json_files import check_fields, parse_json
 from numpretrain.training import optimizers as optim
 from numpretrain.training import schedules
+from numpretrain.training.metrics_log import append_record, keep_records_up_to
+from numpretrain.training.optimizers import MAX_STEPS
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "training_state.safetensors"
-METRICS_FILE = "metrics.jsonl"
+# the trainer state in training_state.safetensors' metadata (json_files.check_fields: "key?" may be absent)
+STATE_FIELDS = {"step": int, "skipped_steps?": int, "data_rng": dict, "dropout_rng": dict, "optimizer": dict,
+                "train_config?": dict}
 
 
 class DivergenceError(NumpretrainError):
@@ -260,26 +264,8 @@ class Trainer:
 
     # ----- metrics log -----
     def _write_metrics(self, record):
-        if self.run_dir is None:
-            return
-        with open(os.path.join(self.run_dir, METRICS_FILE), "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def _truncate_metrics(self):
-        """On resume, forget metrics logged after the checkpoint (they will be logged again)."""
-        path = os.path.join(self.run_dir, METRICS_FILE)
-        if not os.path.exists(path):
-            return
-        with open(path, encoding="utf-8") as f:
-            lines = [line for line in f if line.strip()]
-        kept = []
-        for line in lines:
-            try:
-                if json.loads(line)["step"] <= self.step:
-                    kept.append(line)
-            except (ValueError, KeyError, TypeError):
-                break  # a line cut by a crash ends the log
-        write_text(path, "".join(kept))      # atomically: a crash here keeps the whole old log
+        if self.run_dir is not None:
+            append_record(self.run_dir, record)
 
     # ----- checkpoints -----
     def save(self):
@@ -309,7 +295,7 @@ class Trainer:
         for name in remove_stale_temp_files(self.run_dir):
             self.log(f"removed {name}, left half-written by an interrupted save")
         if not os.path.exists(path):
-            self._truncate_metrics()   # killed before the first checkpoint: start over, log included
+            keep_records_up_to(self.run_dir, None, self.log)   # killed before the first checkpoint: start over
             return False
         state = read_trainer_state(path)
         tensors = load_safetensors(path)
@@ -330,7 +316,7 @@ class Trainer:
         self.data_rng.bit_generator.state = data_rng.bit_generator.state
         self.dropout_rng.bit_generator.state = dropout_rng.bit_generator.state
         self.saved_step = self.step
-        self._truncate_metrics()
+        keep_records_up_to(self.run_dir, self.step, self.log)   # later records will be logged again
         return True
 
 
@@ -341,10 +327,12 @@ def read_trainer_state(path):
     if "trainer_state" not in metadata:
         raise CheckpointError(f"{path}: no trainer state in its metadata (not a training state file)")
     state = parse_json(metadata["trainer_state"], f"{path}: trainer state")
-    counts = (state.get("step"), state.get("skipped_steps", 0)) if isinstance(state, dict) else (None, None)
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
-        raise CheckpointError(f"{path}: the training state does not fit this run: step {counts[0]!r} and "
-                              f"skipped_steps {counts[1]!r} must be counts")
+    check_fields(state, STATE_FIELDS, f"{path}: trainer state")
+    state.setdefault("skipped_steps", 0)         # absent in older files
+    step, skipped = state["step"], state["skipped_steps"]
+    if not (0 <= step <= MAX_STEPS and 0 <= skipped <= step):
+        raise CheckpointError(f"{path}: the training state does not fit this run: step {step} and "
+                              f"skipped_steps {skipped} must be counts, skipped_steps <= step <= {MAX_STEPS}")
     return state
 
 
