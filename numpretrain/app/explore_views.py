@@ -15,7 +15,6 @@ Every function takes a run's lock: the engine keeps global state (no_grad, captu
 modules keep their last attention probabilities, so one request at a time computes.
 """
 
-import json
 import os
 import threading
 
@@ -30,6 +29,7 @@ from numpretrain.autograd.capture import capture
 from numpretrain.autograd.softmax import stable_softmax
 from numpretrain.autograd.tensor import no_grad
 from numpretrain.nn.self_attention import SelfAttention
+from numpretrain.storage.json_files import json_lines
 from numpretrain.storage.runs import load_pretrained
 from numpretrain.training.metrics_log import METRICS_FILE
 
@@ -257,18 +257,12 @@ def metrics(run, since=0):
     the file, and then `restart` tells the page to start again from 0.
     """
     path = os.path.join(run.run_dir, METRICS_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = [line for line in f.read().split("\n")[:-1] if line.strip()]   # complete lines only
-    except FileNotFoundError:
-        lines = []
+    lines = []                        # one record per complete line: a damaged line counts, as {}
+    if os.path.isfile(path):
+        for _, raw, record, _ in json_lines(path, allow_nan=True):
+            if raw.endswith(b"\n"):
+                lines.append(record if isinstance(record, dict) else {})
     if since > len(lines):
         return {"records": [], "count": len(lines), "restart": True}
-    records = []
-    for line in lines[since:since + MAX_METRICS_RECORDS]:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        records.append(record if isinstance(record, dict) else {})    # keep the count: one record per line
+    records = lines[since:since + MAX_METRICS_RECORDS]
     return {"records": records, "count": len(lines), "restart": False}

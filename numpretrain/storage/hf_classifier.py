@@ -38,7 +38,6 @@ import numpy as np
 from numpretrain.errors import CheckpointError, ConfigError
 from numpretrain.models.heads import BertClassifier, ClassifierConfig, GPTClassifier
 from numpretrain.storage.formats import save_safetensors
-from numpretrain.storage.json_files import load_json, save_json
 from numpretrain.storage.hf import (
     CONFIG_FILE,
     HF_CONFIG_FIELDS,
@@ -67,6 +66,7 @@ from numpretrain.storage.hf_names import (
     openai_gpt_config_from_hf,
 )
 from numpretrain.storage.hf_tokenizers import write_hf_tokenizer
+from numpretrain.storage.json_files import load_json, save_json
 from numpretrain.tokenizers import PAD_ID
 
 # architecture -> (its body's prefix, its head's weight and bias names (None: no bias), body table, buffers, config reader)
