@@ -11,7 +11,8 @@ import os
 import pytest
 
 REQUIRE_EXTRAS = os.environ.get("NUMPRETRAIN_REQUIRE_EXTRAS") == "1"
-EXTRA_SKIPS = ("could not import", "needs the model package")   # importorskip's reason, the MiniLM marker's
+# importorskip's reason, the MiniLM marker's, the MPI tests' when mpi4py came without a launcher
+EXTRA_SKIPS = ("could not import", "needs the model package", "needs mpiexec")
 
 
 def skip_reason(report):

@@ -6,6 +6,7 @@
     finetune.py  a classifier head on a pretrained GPT or BERT, and its report
     probing.py   probes, fill-mask, next sentence prediction
     embed.py     sentence embeddings from a Hugging Face BERT (all-MiniLM-L6-v2)
+    mpi_job.py   a command as one rank of `mpiexec -n N`: rank 0 speaks, a failure anywhere ends the job
 
 The top of the stack: it may import everything below, nothing imports it.
 """

@@ -4,6 +4,8 @@
                    clip, step, log, checkpoint; exact resume
     optimizers.py  AdamW (and its update written as its formula), clip_grad_norm
     schedules.py   the learning-rate schedule: linear warm-up, cosine decay
+    data_parallel.py  under mpiexec: each rank's share of a step's batch, and the ranks' gradients
+                   summed in one fixed order through one flat buffer (mpi4py, imported only there)
 
 Imports: errors, speed, autograd, storage's atomic.py and formats.py.
 """
