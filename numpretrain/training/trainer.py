@@ -31,7 +31,7 @@ import numpy as np
 
 from numpretrain.autograd.tensor import no_grad
 from numpretrain.errors import CheckpointError, ConfigError, NumpretrainError
-from numpretrain.storage.atomic import injected_fault, remove_stale_temp_files, write_text
+from numpretrain.storage.atomic import injected_fault, kill_this_process, remove_stale_temp_files, write_text
 from numpretrain.storage.formats import (
     load_safetensors,
     load_safetensors_metadata,
@@ -185,6 +185,8 @@ class Trainer:
     # ----- one optimizer step -----
     def train_step(self):
         c = self.config
+        if injected_fault("kill-at-step") == self.step:     # a rank dying mid-run (tests/test_data_parallel.py)
+            kill_this_process()
         lr = self.lr_at(self.step)
         self.optimizer.set_lr(lr)
         self.optimizer.zero_grad()
