@@ -105,9 +105,9 @@ def batch_rows(batch):
 class MicroBatches:
     """One process runs every micro-batch of a step; the autograd adds their gradients into .grad."""
 
-    def __init__(self, count, first=0, mine=None):
-        self.count = count                           # micro-batches per optimizer step, over all ranks
-        self.mine = range(first, first + count) if mine is None else mine   # the ones run here
+    def __init__(self, count, mine=None):
+        self.count = count                                    # micro-batches per optimizer step, all ranks'
+        self.mine = range(count) if mine is None else mine    # the ones run here
 
     def rows(self, batch, k):
         """Micro-batch k of a step's batch: its k-th stretch of rows (the whole batch when M = 1)."""

@@ -252,7 +252,7 @@ class Trainer:
         c = self.config
         self.model.train()
         if data_parallel.world().size > 1:
-            self.log(self.micro_batches)
+            self.log(str(self.micro_batches))
         start_step, started = self.step, time.time()
         window_start, window_tokens = time.time(), 0
         while self.step < c.max_iters:
