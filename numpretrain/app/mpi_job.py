@@ -28,6 +28,8 @@ from numpretrain.speed.launcher import launched_rank, launched_size
 from numpretrain.training import data_parallel
 
 GRACE_SECONDS = 3.0   # how long another rank leaves rank 0 to report a failure they share
+FORWARD_SECONDS = 1.0  # how long a failing rank leaves the launcher to pass its message on before the
+                       # abort tears down the pipes (under load, messages were lost without it)
 
 
 def run(command):
@@ -63,5 +65,6 @@ def abort(job, status, held):
               f"{held.getvalue().rstrip()}", file=sys.__stderr__)
     sys.stdout.flush()
     sys.__stderr__.flush()
+    time.sleep(FORWARD_SECONDS)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)   # MPI's own "application called MPI_Abort" line adds nothing
     job.comm.Abort(status)
