@@ -101,7 +101,7 @@ def test_two_ranks_fine_tune_as_one_process_with_grad_accum_2(runs, tmp_path):
     assert_same_training(tmp_path / "one", tmp_path / "two")
 
 
-def test_a_killed_rank_ends_the_job_and_its_checkpoint_resumes_exactly_under_another_rank_count(runs, tmp_path):
+def test_a_killed_rank_ends_the_job_and_its_checkpoint_resumes_exactly_under_either_rank_count(runs, tmp_path):
     out = str(tmp_path / "gpt")
     started = time.monotonic()
     # rank 1 dies by SIGKILL as it starts step 6; the last checkpoint is step 4's
@@ -110,7 +110,13 @@ def test_a_killed_rank_ends_the_job_and_its_checkpoint_resumes_exactly_under_ano
     assert checkpoint_step(out) == 4
     assert load_safetensors(os.path.join(out, "model.safetensors"))            # the checkpoint loads
     assert load_safetensors_metadata(os.path.join(out, "model.safetensors"))["step"] == "4"
-    # one process, the two micro-batches one after the other: the run the two ranks would have made
+    again = str(tmp_path / "again")
+    shutil.copytree(out, again)
+    # resumed by two ranks, and by one process running the two micro-batches one after the other:
+    # both end as the uninterrupted run
+    result = mpiexec(2, ["pretrain-gpt", "--out", again, "--resume"])
+    assert result.returncode == 0, result.stderr
+    assert_same_training(runs / "gpt_accum2", again)
     assert cli.main(["pretrain-gpt", "--out", out, "--resume", "--grad-accum", "2"]) == 0
     assert_same_training(runs / "gpt_accum2", out)
 
