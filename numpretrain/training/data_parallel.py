@@ -64,7 +64,7 @@ def world():
             _world = World()
         else:
             try:
-                from mpi4py import MPI           # initialises MPI: only in a job of several ranks
+                from mpi4py import MPI  # initialises MPI: only in a job of several ranks
             except ImportError:
                 raise ConfigError(f"started as one of {size} ranks by an MPI launcher, but mpi4py is not "
                                   f"installed: pip install -e \".[mpi]\" (or run without mpiexec)") from None
