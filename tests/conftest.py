@@ -11,8 +11,9 @@ import os
 import pytest
 
 REQUIRE_EXTRAS = os.environ.get("NUMPRETRAIN_REQUIRE_EXTRAS") == "1"
-# importorskip's reason, the MiniLM marker's, the browser tests' (tests/test_explore_browser.py)
-EXTRA_SKIPS = ("could not import", "needs the model package", "needs a browser")
+# importorskip's reason, the MiniLM marker's, the browser tests' (tests/test_explore_browser.py), the MPI
+# tests' when mpi4py came without a launcher
+EXTRA_SKIPS = ("could not import", "needs the model package", "needs a browser", "needs mpiexec")
 
 
 def skip_reason(report):

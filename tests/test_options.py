@@ -81,10 +81,10 @@ def test_data_and_model_options_have_their_dataclass_defaults(command):
 
 
 def test_config_from_options_reads_every_field_by_name():
-    options = parse("pretrain-gpt", "--lr", "0.02", "--grad-accum", "3", "--skip-nonfinite")
+    options = parse("pretrain-gpt", "--lr", "0.02", "--grad-accum", "4", "--skip-nonfinite")
     config = config_from_options(TrainConfig, options)
     assert config == TrainConfig(**{name: getattr(options, name) for name in TRAIN_FIELDS})
-    assert (config.lr, config.grad_accum, config.skip_nonfinite) == (0.02, 3, True)
+    assert (config.lr, config.grad_accum, config.skip_nonfinite) == (0.02, 4, True)
     assert config_from_options(TrainConfig, options, seed=7).seed == 7             # the caller's values win
     assert config_from_options(TrainConfig, argparse.Namespace(lr=0.5)) == TrainConfig(lr=0.5)
 

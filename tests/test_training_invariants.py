@@ -48,16 +48,15 @@ def metrics(run_dir):
 # ----- gradient accumulation -----
 
 def one_step(batch, grad_accum, **train):
-    """(loss, {name: gradient}, model) after one Trainer step over `batch` split into grad_accum micro-batches."""
+    """(loss, {name: gradient}, model) after one Trainer step over `batch`, which the trainer cuts
+    into grad_accum micro-batches."""
     x, y = batch
-    micro_batches = iter(np.array_split(np.arange(len(x)), grad_accum))
 
-    def get_batch(rng):                                  # the next micro-batch, in order
-        rows = next(micro_batches)
-        return x[rows], y[rows]
+    def get_batch(rng):                                  # the step's whole batch
+        return x, y
 
     model = tiny_gpt()
-    config = TrainConfig(**{"max_iters": 1, "batch_size": len(x) // grad_accum, "grad_accum": grad_accum,
+    config = TrainConfig(**{"max_iters": 1, "batch_size": len(x), "grad_accum": grad_accum,
                             "warmup_iters": 0, "grad_clip": 0.0, **train})      # clipping off
     trainer = Trainer(model, config, get_batch, loss_fn=lm_loss, log=lambda *args: None)
     loss, _, _ = trainer.train_step()
@@ -75,10 +74,10 @@ def test_accumulated_micro_batches_give_the_whole_batchs_gradient(grad_accum):
 
 
 def test_grad_accum_on_the_command_line_equals_the_whole_batch(tmp_path):
-    # --batch-size 2 --grad-accum 2 draws the same 4 windows as --batch-size 4 (one rng.integers
-    # stream); --grad-clip 1e9 never clips but records the gradient's norm
+    # --batch-size 4 is the step's batch: --grad-accum 2 cuts the same 4 windows into two
+    # micro-batches of 2; --grad-clip 1e9 never clips but records the gradient's norm
     runs = {}
-    for batch_size, grad_accum in ((4, 1), (2, 2)):
+    for batch_size, grad_accum in ((4, 1), (4, 2)):
         out = str(tmp_path / f"accum{grad_accum}")
         assert cli.main(["pretrain-gpt", "--out", out, *TINY, "--max-iters", "1", "--warmup-iters", "0",
                          "--batch-size", str(batch_size), "--grad-accum", str(grad_accum), "--grad-clip", "1e9"]) == 0

@@ -151,7 +151,7 @@ def add_config_options(group, config_class, names=None, defaults=None):
 
 
 RESUME_HELP = ("continue the run in --out from its last checkpoint, with the settings its config.json records; "
-               "only --max-iters, --eval-interval, --log-interval and --skip-nonfinite may change")
+               "only --max-iters, --eval-interval, --log-interval, --skip-nonfinite and --grad-accum may change")
 
 OVERWRITE_HELP = ("replace the run --out holds (of any kind, --ckpt's too) with this new one: its weights, "
                   "training state and metrics are removed once the new run can start")
@@ -375,6 +375,12 @@ def abbreviation_hint(parser, unknown):
 
 
 def main(argv=None):
+    """Run a command; under `mpiexec -n N` as one of N ranks that speak with rank 0's voice (mpi_job.py)."""
+    from numpretrain.app import mpi_job
+    return mpi_job.run(lambda: run(argv))
+
+
+def run(argv=None):
     parser = build_parser()
     options, unknown = parser.parse_known_args(argv)
     parser = parser.commands[options.command]    # from here on, usage and errors are the command's own

@@ -34,6 +34,7 @@ from numpretrain.errors import CheckpointError, DataError
 from numpretrain.models.heads import BertClassifier, ClassifierConfig, GPTClassifier, load_body
 from numpretrain.storage.formats import load_safetensors
 from numpretrain.storage.runs import MODEL_FILE, load_pretrained
+from numpretrain.training.data_parallel import check_batch_split
 from numpretrain.training.trainer import Trainer
 
 
@@ -221,6 +222,7 @@ def finetune(options, log=print):
             p.requires_grad = False          # no gradient flows into the frozen body at all
     n = len(train)
     batch_size = min(options.batch_size, n)
+    check_batch_split(batch_size, config.grad_accum)      # fewer examples than --batch-size: all of them
 
     def get_batch(rng):
         rows = rng.choice(n, size=batch_size, replace=False)

@@ -32,6 +32,7 @@ from numpretrain.models.bert import BertConfig, BertForPreTraining
 from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.storage.runs import TOKENIZER_FILE
 from numpretrain.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
+from numpretrain.training.data_parallel import check_batch_split
 from numpretrain.training.trainer import TrainConfig, Trainer
 
 
@@ -85,8 +86,11 @@ def fit_warmup(options, log=print):
 
 
 def train_config(options, log=print, **values):
-    """The run's TrainConfig, read from its options, with the warm-up fitted to the run."""
-    return config_from_options(TrainConfig, options, **{"warmup_iters": fit_warmup(options, log), **values})
+    """The run's TrainConfig, read from its options, with the warm-up fitted to the run; under
+    mpiexec, its batch checked to split evenly over the ranks."""
+    config = config_from_options(TrainConfig, options, **{"warmup_iters": fit_warmup(options, log), **values})
+    check_batch_split(config.batch_size, config.grad_accum)
+    return config
 
 
 def load_corpus(options):

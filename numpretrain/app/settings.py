@@ -20,7 +20,12 @@ already trained alone; they are applied, reported on the first line and written 
                       rest of the run exactly; no uninterrupted run equals one whose end moved.
     --eval-interval   how often to evaluate and checkpoint, and
     --log-interval    how often to print and log a step: neither touches the weights or the RNGs;
-    --skip-nonfinite  changes nothing while every step is finite, and is the way on after a divergence.
+    --skip-nonfinite  changes nothing while every step is finite, and is the way on after a divergence;
+    --grad-accum      how each step's batch is cut into micro-batches, so that a run saved under
+                      `mpiexec -n N` can go on under another rank count: the batches stay the same;
+                      the order the gradients are added in (and, with dropout, the masks) follow the
+                      micro-batches. Ranks x --grad-accum kept equal (mpiexec -n 2 to one process
+                      with --grad-accum 2) continues bit for bit (docs/distributed.md).
 
 --eval-iters stays: the validation loss is a mean over that many fixed batches, and another count
 would change what the val_loss curve measures halfway through. A resume that changes nothing
@@ -47,12 +52,13 @@ from numpretrain.storage.runs import (
     load_run_record,
     save_config,
 )
+from numpretrain.training.data_parallel import world
 from numpretrain.training.schedules import warmup_cosine_lr
 from numpretrain.training.metrics_log import METRICS_FILE
 from numpretrain.training.trainer import STATE_FILE, TrainConfig, checkpoint_step
 
 NOT_SETTINGS = ("command", "out", "resume", "overwrite", "given")   # where a run is and how it was asked for
-MAY_CHANGE = ("max_iters", "eval_interval", "log_interval", "skip_nonfinite")
+MAY_CHANGE = ("max_iters", "eval_interval", "log_interval", "skip_nonfinite", "grad_accum")
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))     # recorded in "train", not again in "options"
 
 
@@ -145,17 +151,20 @@ def open_run(options, model_types, log=print):
         if overwrite:
             raise ConfigError("--resume continues the run in --out and --overwrite replaces it: give one of them")
         return resume_settings(options, model_types, log)
-    if options.out:
+    if options.out and world().writes_files:   # under mpiexec, rank 0's folder to check and write
         check_new_run_folder(options.out, overwrite, getattr(options, "ckpt", None))
-    elif overwrite:
+    elif overwrite and not options.out:
         raise ConfigError("--overwrite replaces the run in --out: give --out DIR")
     return None
 
 
 def record_run(options, resumed, model_config, train, tokenizer):
     """Write a new run's tokenizer.json and config.json; for a resumed run, config.json again
-    when a setting changed. Called once the run is known to be able to start."""
+    when a setting changed. Called once the run is known to be able to start. Under mpiexec,
+    rank 0 alone writes."""
     out = options.out
+    if not world().writes_files:
+        return
     if resumed is None:
         if getattr(options, "overwrite", False) and os.path.isdir(out):
             remove_old_run(out)

@@ -11,6 +11,9 @@ numpretrain's row-block threads (threads.py) for the same cores:
   When NumPy came first, `SPIN_IS_SHORT` is False and threads.py defaults to one thread.
 - Count. While a row block runs on our threads, `blas_threads(1)` holds OpenBLAS to one
   thread, so a product inside a block (attention's per-sequence products) stays on its core.
+  Under `mpiexec -n N` (N > 1) each rank is one process per core: importing numpretrain there
+  sets OPENBLAS_NUM_THREADS=1 unless it is set already, which threads.py reads as its own count
+  too, so every rank runs the plain single-threaded code (launcher.py says how a rank knows).
 """
 
 import contextlib
@@ -18,10 +21,14 @@ import ctypes
 import os
 import sys
 
+from numpretrain.speed.launcher import launched_size
+
 # The spin is short if the user chose it, or if NumPy (hence OpenBLAS) is not loaded yet, so
 # that the setting below still reaches it.
 SPIN_IS_SHORT = "OPENBLAS_THREAD_TIMEOUT" in os.environ or "numpy" not in sys.modules
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "17")
+if launched_size() > 1:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")     # one core per rank (too late if NumPy came first)
 
 
 def _openblas_functions(*names):

@@ -16,6 +16,9 @@ A run directory holds:
 
 Ctrl-C during `train` raises TrainingInterrupted, which says the step reached and the step of
 the last complete checkpoint, the one `resume` continues from.
+
+Under `mpiexec -n N` every rank runs this same loop on its share of each step's batch, and the
+ranks' gradients meet in data_parallel.py; rank 0 alone logs and writes the run folder.
 """
 
 import json
@@ -28,7 +31,7 @@ import numpy as np
 
 from numpretrain.autograd.tensor import no_grad
 from numpretrain.errors import CheckpointError, ConfigError, NumpretrainError
-from numpretrain.storage.atomic import injected_fault, remove_stale_temp_files
+from numpretrain.storage.atomic import injected_fault, kill_this_process, remove_stale_temp_files
 from numpretrain.storage.formats import (
     load_safetensors,
     load_safetensors_metadata,
@@ -37,8 +40,8 @@ from numpretrain.storage.formats import (
     save_safetensors,
 )
 from numpretrain.storage.json_files import check_fields, parse_json
+from numpretrain.training import data_parallel, schedules
 from numpretrain.training import optimizers as optim
-from numpretrain.training import schedules
 from numpretrain.training.metrics_log import append_record, keep_records_up_to
 from numpretrain.training.optimizers import MAX_STEPS
 
@@ -78,7 +81,9 @@ class TrainConfig:
     # Each field is also an option of the commands that train (--max-iters, --batch-size ...):
     # app/cli.py builds them from this class, and the comment beside a field is its --help.
     max_iters: int = 1000        # optimizer steps
-    batch_size: int = 32         # sequences, or labelled texts when fine-tuning, per micro-batch
+    batch_size: int = 32         # sequences, or labelled texts when fine-tuning, per optimizer step,
+                                 # cut into equal micro-batches (grad_accum of them, on each rank
+                                 # under mpiexec)
     lr: float = 1e-3             # peak learning rate, reached at the end of the warm-up
     min_lr: float = 1e-4         # learning rate at the end of the cosine decay
     warmup_iters: int = 100      # steps of linear warm-up, at most the run's steps; a default longer
@@ -87,7 +92,8 @@ class TrainConfig:
     beta1: float = 0.9           # AdamW's decay rate of the gradient's running mean
     beta2: float = 0.99          # AdamW's decay rate of the squared gradient's running mean
     grad_clip: float = 1.0       # clip the global gradient norm to this; 0 = off
-    grad_accum: int = 1          # micro-batches per optimizer step
+    grad_accum: int = 1          # micro-batches per optimizer step (per rank under mpiexec), run one
+                                 # after another, their gradients added up in order
     eval_interval: int = 100     # evaluate the validation loss and save a checkpoint every N steps
     eval_iters: int = 10         # fixed validation batches per evaluation
     log_interval: int = 10       # print a progress line every N steps
@@ -111,6 +117,9 @@ class TrainConfig:
         for field in ("beta1", "beta2"):
             if not 0 <= getattr(self, field) < 1:
                 raise ConfigError(f"TrainConfig.{field} must be in [0, 1), got {getattr(self, field)}")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(f"TrainConfig.batch_size={self.batch_size} does not split into TrainConfig.grad_accum="
+                              f"{self.grad_accum} equal micro-batches: it must be a multiple of {self.grad_accum}")
         if self.warmup_iters > self.max_iters:
             raise ConfigError(f"TrainConfig.warmup_iters={self.warmup_iters} is more than "
                               f"TrainConfig.max_iters={self.max_iters}: the warm-up must fit in the run")
@@ -126,8 +135,10 @@ def _format_seconds(seconds):
 class Trainer:
     """Trains `model` on batches from `get_batch(rng)`, with `loss_fn(model, batch) -> (loss, metrics)`.
 
-    metrics is a dict of extra floats to log (e.g. MLM accuracy); `eval_batches` is a fixed
-    list of batches for the validation loss; `tokens_per_batch` feeds the tokens/s figure.
+    get_batch returns a step's whole batch (a tuple or dict of arrays, rows first), which the
+    trainer cuts into micro-batches; metrics is a dict of extra floats to log (e.g. MLM
+    accuracy); `eval_batches` is a fixed list of batches for the validation loss;
+    `tokens_per_batch` (a step's whole batch) feeds the tokens/s figure.
     """
 
     def __init__(self, model, config, get_batch, loss_fn, eval_batches=(), run_dir=None,
@@ -145,6 +156,8 @@ class Trainer:
         self.data_rng = np.random.default_rng(config.seed)
         self.dropout_rng = np.random.default_rng(config.seed + 1)
         model.set_rng(self.dropout_rng)
+        self.micro_batches = data_parallel.micro_batches(config.grad_accum, named)   # where each one runs
+        self.writes_files = data_parallel.world().writes_files                       # rank 0 only, under MPI
         self.step = 0
         self.skipped_steps = 0
         self.saved_step = None       # the step of the last complete checkpoint in run_dir
@@ -161,29 +174,41 @@ class Trainer:
         if not self.eval_batches:
             return {}
         self.model.eval()
-        totals = {}
+        count, results = len(self.eval_batches), {}
         with no_grad():
-            for batch in self.eval_batches:
-                loss, metrics = self.loss_fn(self.model, batch)
-                for key, value in {"loss": float(loss.data), **metrics}.items():
-                    totals[key] = totals.get(key, 0.0) + value
+            for i in self.micro_batches.eval_share(count):      # all of them, but for a share under MPI
+                loss, metrics = self.loss_fn(self.model, self.eval_batches[i])
+                results[i] = {"loss": float(loss.data), **metrics}
         self.model.train()
+        totals = {}
+        for result in self.micro_batches.gather(results, count):     # every batch's, in order
+            for key, value in result.items():
+                totals[key] = totals.get(key, 0.0) + value
         return {f"val_{key}": value / len(self.eval_batches) for key, value in totals.items()}
 
     # ----- one optimizer step -----
     def train_step(self):
         c = self.config
+        if injected_fault("kill-at-step") == self.step:     # a rank dying mid-run (tests/test_data_parallel.py)
+            kill_this_process()
         lr = self.lr_at(self.step)
         self.optimizer.set_lr(lr)
         self.optimizer.zero_grad()
+        batch = self.get_batch(self.data_rng)        # the step's whole batch, the same on every rank
+        split, results = self.micro_batches, {}
+        for k in split.mine:                          # every micro-batch, or this rank's share of them
+            if split.count > 1:
+                self.model.set_rng(self.micro_batch_rng(k))
+            loss, metrics = self.loss_fn(self.model, split.rows(batch, k))
+            (loss * (1.0 / split.count)).backward()   # adds into .grad (MPI: kept in micro-batch k's row)
+            split.keep_gradients(k)
+            results[k] = {"loss": float(loss.data), **metrics}
+        split.sum_gradients()                         # .grad: every micro-batch's, added in order k = 0, 1 ...
         loss_total, metric_totals = 0.0, {}
-        for _ in range(c.grad_accum):
-            batch = self.get_batch(self.data_rng)
-            loss, metrics = self.loss_fn(self.model, batch)
-            (loss * (1.0 / c.grad_accum)).backward()
-            loss_total += float(loss.data) / c.grad_accum
-            for key, value in metrics.items():
-                metric_totals[key] = metric_totals.get(key, 0.0) + value / c.grad_accum
+        for result in split.gather(results, split.count):
+            loss_total += result.pop("loss") / split.count
+            for key, value in result.items():
+                metric_totals[key] = metric_totals.get(key, 0.0) + value / split.count
         if injected_fault("nan-grad") == self.step:    # the crash tests' fault hook (atomic.py)
             [p for _, p in self.named_parameters if p.grad is not None][-1].grad[...] = np.nan
         problem = self._nonfinite(loss_total, loss)
@@ -199,6 +224,13 @@ class Trainer:
             if c.grad_clip > 0 else float("nan")
         self.optimizer.step()
         return loss_total, {"grad_norm": float(grad_norm), **metric_totals}, lr
+
+    def micro_batch_rng(self, k):
+        """The generator micro-batch k of this step draws its dropout masks from, when a step has
+        several: a child of the dropout seed named by (step, k), so that whichever rank runs it,
+        and one process with --grad-accum, draw the same masks. (A step of one micro-batch draws
+        from the run's dropout stream, `dropout_rng`, as runs always have.)"""
+        return np.random.default_rng(np.random.SeedSequence(self.config.seed + 1, spawn_key=(self.step, k)))
 
     def _nonfinite(self, loss_value, loss):
         """None if all is finite, else a sentence naming where the first non-finite value appeared."""
@@ -223,6 +255,8 @@ class Trainer:
     def _train(self):
         c = self.config
         self.model.train()
+        if data_parallel.world().size > 1:
+            self.log(str(self.micro_batches))
         start_step, started = self.step, time.time()
         window_start, window_tokens = time.time(), 0
         while self.step < c.max_iters:
@@ -231,7 +265,7 @@ class Trainer:
             loss, metrics, lr = self.train_step()
             self.history.append((self.step, loss))
             self.step += 1
-            window_tokens += (self.tokens_per_batch or 0) * c.grad_accum
+            window_tokens += self.tokens_per_batch or 0      # the whole batch: every rank's share
             # Which steps reach metrics.jsonl depends on the step alone, so a resumed run logs
             # the same records as an uninterrupted one; the first step after a resume is printed too.
             logged = self.step % c.log_interval == 0 or self.step in (1, c.max_iters)
@@ -264,13 +298,16 @@ class Trainer:
 
     # ----- metrics log -----
     def _write_metrics(self, record):
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.writes_files:
             append_record(self.run_dir, record)
 
     # ----- checkpoints -----
     def save(self):
         """Write the weights, then the full training state, each atomically (temp file + rename)."""
         if self.run_dir is None:
+            return
+        if not self.writes_files:     # another rank than 0: the same state is rank 0's to save
+            self.saved_step = self.step
             return
         weights = self.model.state_dict()
         optimizer_arrays, optimizer_info = _split_arrays(self.optimizer.state_dict())
@@ -292,10 +329,11 @@ class Trainer:
     def resume(self):
         """Load the training state from run_dir; returns False when there is none yet."""
         path = os.path.join(self.run_dir, STATE_FILE)
-        for name in remove_stale_temp_files(self.run_dir):
+        for name in remove_stale_temp_files(self.run_dir) if self.writes_files else ():
             self.log(f"removed {name}, left half-written by an interrupted save")
         if not os.path.exists(path):
-            keep_records_up_to(self.run_dir, None, self.log)   # killed before the first checkpoint: start over
+            if self.writes_files:
+                keep_records_up_to(self.run_dir, None, self.log)   # killed before the first checkpoint: start over
             return False
         state = read_trainer_state(path)
         tensors = load_safetensors(path)
@@ -316,7 +354,8 @@ class Trainer:
         self.data_rng.bit_generator.state = data_rng.bit_generator.state
         self.dropout_rng.bit_generator.state = dropout_rng.bit_generator.state
         self.saved_step = self.step
-        keep_records_up_to(self.run_dir, self.step, self.log)   # later records will be logged again
+        if self.writes_files:
+            keep_records_up_to(self.run_dir, self.step, self.log)   # later records will be logged again
         return True
 
 
