@@ -12,6 +12,8 @@ import numpy as np
 
 SIZES = {  # n_layer, n_head, n_embd, context T, batch B
     "tiny": dict(n_layer=2, n_head=2, n_embd=64, T=32, B=8),
+    # nanoGPT's CPU character recipe (charlm_parity.py): GPT without Linear biases, at vocabulary 256 here
+    "recipe": dict(n_layer=4, n_head=4, n_embd=128, T=64, B=12, bias=False),
     "small": dict(n_layer=4, n_head=4, n_embd=128, T=64, B=16),
     "medium": dict(n_layer=6, n_head=8, n_embd=256, T=128, B=16),
 }
@@ -42,11 +44,12 @@ PEERS = ("sdpa", "twin")
 
 
 def build_numpretrain(model, size, context=None, bias=True):
-    """bias=False drops the Linear layers' biases (GPT only: BERT always has them)."""
+    """bias=False drops the Linear layers' biases (GPT only: BERT always has them; so does the recipe)."""
     from numpretrain.models.bert import BertConfig, BertForPreTraining
     from numpretrain.models.gpt import GPT, GPTConfig
     from numpretrain.training.optimizers import AdamW
     s = SIZES[size]
+    bias = bias and s.get("bias", True)
     if model == "gpt":
         net = GPT(GPTConfig(vocab_size=VOCAB, block_size=context or s["T"], n_layer=s["n_layer"],
                             n_head=s["n_head"], n_embd=s["n_embd"], dropout=0.0, bias=bias))
@@ -81,6 +84,7 @@ def build_torch(model, size, context=None, peer="sdpa", bias=True):
     import torch_sdpa_models
     module = torch_sdpa_models if peer == "sdpa" else torch_models
     s = SIZES[size]
+    bias = bias and s.get("bias", True)
     if model == "gpt":
         net = module.GPT(VOCAB, context or s["T"], s["n_layer"], s["n_head"], s["n_embd"], bias=bias)
     else:
