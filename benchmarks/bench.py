@@ -55,8 +55,6 @@ Without torch (or with --no-torch) the same rows print numpretrain's figures alo
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import time
@@ -91,13 +89,15 @@ def parse_args(argv=None):
 
 
 ARGS = parse_args()
-SPEED_WIDTH = 10 if ARGS.repeat > 1 else 5   # "1.02x", or the range of --repeat's runs, "0.93-1.02x"
+SPEED_WIDTH = (10 if ARGS.repeat > 1 else 5) * (1 if ARGS.threads > 1 else 2) + 5 * (ARGS.threads == 1)
+# "1.02x", or the range of --repeat's runs, "0.93-1.02x"; on one thread "1.02x cpu 1.05x"
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)   # before NumPy (and torch) start their thread pools
 
 import numpretrain  # noqa: E402, F401, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
 import numpy as np  # noqa: E402
 
+from machine import describe, load, peak_rss_mb, rss_mb  # noqa: E402
 from workloads import (  # noqa: E402
     PEERS, SIZES, VOCAB, build_numpretrain, build_torch, make_batch, numpretrain_step, torch_batch, torch_step)
 BIAS = not ARGS.no_bias
@@ -138,24 +138,11 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def _status_mb(field):
-    """A memory figure of this process from /proc/self/status (Linux), in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _rss_mb():
-    return _status_mb("VmRSS")
-
-
-def _peak_rss_mb():
-    # VmHWM, the peak RSS of this process's own memory. Not getrusage's ru_maxrss: that one survives
-    # exec, so a child started by this (torch-laden) parent would report the parent's peak.
-    peak = _status_mb("VmHWM")
-    return peak if peak == peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _timed_cpu(fn):
+    """(wall, CPU) seconds of fn(): CPU time leaves out the time spent waiting for a core."""
+    start, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 # ----- memory, in child processes -----
@@ -171,7 +158,7 @@ def memory_child(framework, model, size, steps):
     else:
         import numpretrain.models.bert  # noqa: F401
         import numpretrain.models.gpt  # noqa: F401
-    baseline = _rss_mb()
+    baseline = rss_mb()
     if model == "generate":
         prompt = np.random.default_rng(1).integers(0, VOCAB, (1, GEN_PROMPT))
         if framework == "numpretrain":
@@ -181,7 +168,7 @@ def memory_child(framework, model, size, steps):
         else:
             net, _ = build_torch("gpt", "small", context=GEN_CONTEXT, peer=framework, bias=BIAS)
             net.generate(torch.from_numpy(prompt), GEN_NEW, use_cache=True)
-        print(json.dumps(dict(baseline=baseline, peak=_peak_rss_mb(), rss_at={})))
+        print(json.dumps(dict(baseline=baseline, peak=peak_rss_mb(), rss_at={})))
         return
     batch = make_batch(model, size)
     if framework != "numpretrain":
@@ -194,8 +181,8 @@ def memory_child(framework, model, size, steps):
     for i in range(1, steps + 1):
         step(model, net, opt, batch)
         if i in (100, steps):
-            rss_at[i] = _rss_mb()
-    print(json.dumps(dict(baseline=baseline, peak=_peak_rss_mb(), rss_at=rss_at)))
+            rss_at[i] = rss_mb()
+    print(json.dumps(dict(baseline=baseline, peak=peak_rss_mb(), rss_at=rss_at)))
 
 
 def run_memory_child(framework, model, size, steps=5):
@@ -207,28 +194,10 @@ def run_memory_child(framework, model, size, steps=5):
 
 # ----- the rows -----
 
-def cpu_model():
-    """The CPU's name and its widest vector extensions, from /proc/cpuinfo (Linux), else the platform's."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            fields = dict((key.strip(), value.strip()) for key, value in
-                          (line.split(":", 1) for line in cpuinfo if ":" in line))
-    except OSError:
-        return platform.processor() or platform.machine()
-    flags = set(fields.get("flags", "").split())
-    vectors = [name for name in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
-               if name in flags]
-    return f"{fields.get('model name', '?')} ({', '.join(vectors) or 'no AVX2'})"
-
-
-def load():
-    return os.getloadavg()[0]
-
-
 def time_repeated(runners, warmup, blocks, per_block):
     """time_interleaved, --repeat times: ({name: the per-step seconds of every run}, [each run's times])."""
     runs = [time_interleaved(runners, warmup, blocks, per_block) for _ in range(ARGS.repeat)]
-    return {name: [t for run in runs for t in run[name]] for name in runners}, runs
+    return {name: [t for run in runs for t in run[name]] for name in runs[0]}, runs
 
 
 def speed_ratios(runs, torch_name, numpretrain_name="numpretrain"):
@@ -238,18 +207,20 @@ def speed_ratios(runs, torch_name, numpretrain_name="numpretrain"):
 
 def time_interleaved(runners, warmup, blocks, per_block):
     """runners: {name: step function}. Warm each up, then alternate blocks of steps between them.
-    Returns {name: list of per-step seconds}."""
+    Returns {name: list of per-step seconds}, and {("cpu", name): their CPU seconds}."""
     for fn in runners.values():
         for _ in range(warmup):
             fn()
-    times = {name: [] for name in runners}
+    times = {key: [] for name in runners for key in (name, ("cpu", name))}
     for b in range(blocks):
         order = list(runners.items())
         if b % 2:
             order.reverse()                        # neither always goes first after the other
         for name, fn in order:
             for _ in range(per_block):
-                times[name].append(_timed(fn))
+                wall, cpu = _timed_cpu(fn)
+                times[name].append(wall)
+                times[("cpu", name)].append(cpu)
     return times
 
 
@@ -273,7 +244,9 @@ def train_row(model, size, torch_ok, peak_holder):
     flops = train_flops(model, size, batch)
     tokens = SIZES[size]["B"] * SIZES[size]["T"]
     row = dict(model=model, size=size, load=(load_before, load()), first_loss=first, flops=flops,
-               ratios={peer: speed_ratios(runs, peer) for peer in PEERS} if torch_ok else {})
+               ratios={peer: speed_ratios(runs, peer) for peer in PEERS} if torch_ok else {},
+               cpu_ratios={peer: speed_ratios(runs, ("cpu", peer), ("cpu", "numpretrain")) for peer in PEERS}
+               if torch_ok else {})
     for name, ts in times.items():
         median = float(np.median(ts))
         row[name] = dict(ms=1e3 * median, min_ms=1e3 * min(ts), tok_s=tokens / median, gflops=flops / median / 1e9)
@@ -315,6 +288,8 @@ def generate_rows(torch_ok):
             row["same_tokens"] = all(np.array_equal(outputs[("numpretrain", cache)], outputs[(peer, cache)])
                                      for peer in PEERS)
             row["ratios"] = {peer: speed_ratios(runs, (peer, cache), ("numpretrain", cache)) for peer in PEERS}
+            row["cpu_ratios"] = {peer: speed_ratios(runs, ("cpu", (peer, cache)), ("cpu", ("numpretrain", cache)))
+                                 for peer in PEERS}
         rows.append(row)
     return rows
 
@@ -348,16 +323,20 @@ def print_train(rows, peak, memory):
         print(line + f" | {r['load'][0]:4.2f}-{r['load'][1]:4.2f} | {losses}")
     if has_torch:
         print("speed = PyTorch ms / numpretrain ms (above 1: numpretrain is faster"
-              + (f"; the lowest and highest of {ARGS.repeat} runs" if ARGS.repeat > 1 else "") + "); "
+              + (f"; the lowest and highest of {ARGS.repeat} runs" if ARGS.repeat > 1 else "")
+              + "; cpu: the ratio of CPU times, leaving out waits for a core" * (ARGS.threads == 1) + "); "
               "SDPA: benchmarks/torch_sdpa_models.py, the main peer; twin: torch_models.py, attention by hand; "
               "mem = numpretrain peak / SDPA peak (below 1: numpretrain uses less)")
 
 
 def _speed(row, peer):
-    ratios = row["ratios"][peer]
-    if len(ratios) > 1:
-        return f"{min(ratios):.2f}-{max(ratios):.2f}x"
-    return f"{row[peer]['ms'] / row['numpretrain']['ms']:4.2f}x"
+    """The speed ratio against a peer, or the range of --repeat's; on one thread, with the ratio of
+    CPU times beside it (which leaves out the waits for a core on a loaded machine)."""
+    def text(ratios):
+        return f"{min(ratios):.2f}-{max(ratios):.2f}x" if len(ratios) > 1 else f"{ratios[0]:4.2f}x"
+    if ARGS.threads == 1:
+        return f"{text(row['ratios'][peer])} cpu {text(row['cpu_ratios'][peer])}"
+    return text(row["ratios"][peer])
 
 
 def _above(mem):
@@ -409,9 +388,7 @@ def main():
     print(f"numpretrain {numpretrain.__version__}, NumPy {np.__version__}"
           + (f", PyTorch {torch.__version__}" if torch_ok else "") +
           f"; {ARGS.threads} thread(s) (numpretrain: {numpretrain.speed.threads.get_num_threads()}); {os.cpu_count()} CPUs; load average {load():.2f}")
-    print(f"CPU: {cpu_model()}; NumPy's BLAS: {numpretrain.speed.blas.describe()}"
-          + (f"; PyTorch's: {torch.backends.mkl.is_available() and 'MKL' or 'no MKL'}, "
-             f"{torch.backends.cpu.get_cpu_capability()}" if torch_ok else ""))
+    print(describe(torch if torch_ok else None))
     models = [ARGS.model] if ARGS.model else ["gpt", "bert"]
     sizes = [ARGS.size] if ARGS.size else list(SIZES)
     peak = [0.0]
