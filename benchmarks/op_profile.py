@@ -1,7 +1,7 @@
 """Where a training step's time goes, op by op: numpretrain's graph ops beside PyTorch's profiler.
 
     python benchmarks/op_profile.py [--model gpt|bert] [--size tiny|recipe|small|medium] [--threads N]
-                                    [--steps N] [--no-torch] [--peer sdpa|twin]
+                                    [--steps N] [--no-torch] [--peer sdpa|twin] [--rounds N]
 
 The workloads are bench.py's (benchmarks/workloads.py). For numpretrain, this script (not the
 library) wraps Tensor.from_op while it runs, so that every op's backward runs under a timer; an
@@ -10,7 +10,8 @@ ops counts toward the later one. AdamW's step is timed whole. For PyTorch, the t
 torch.profiler's self CPU time per aten op over as many steps (the profiler's own overhead makes
 its steps a little slower than bench.py's). All times are milliseconds per step, every call of
 an op summed. The PyTorch model is the SDPA peer (benchmarks/torch_sdpa_models.py) unless
---peer twin.
+--peer twin. On a loaded machine, --rounds N profiles both sides N times, in turns, and keeps
+each figure's minimum over the rounds.
 
 Last, both sides side by side by kind of work (CATEGORIES): the matrix products of the Linear
 layers and the LM head, attention, LayerNorm, GELU, cross-entropy, embedding, AdamW, and the
@@ -35,6 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="steps timed, after 3 of warm-up (default 20)")
     parser.add_argument("--no-torch", action="store_true", help="profile numpretrain alone")
     parser.add_argument("--rows", type=int, default=15, help="PyTorch ops shown (default 15)")
+    parser.add_argument("--rounds", type=int, default=1, help="profile both sides N times in turns, keep minimums")
     return parser.parse_args(argv)
 
 
@@ -130,7 +132,7 @@ CATEGORIES = {
     "matrix products": (("linear", "matmul"), ("aten::mm", "aten::addmm")),
     "attention": (("self_attention",), ("scaled_dot_product", "aten::bmm", "softmax", "masked_fill")),
     "LayerNorm": (("layer_norm",), ("layer_norm",)),
-    "GELU": (("gelu_tanh", "gelu"), ("gelu",)),
+    "GELU": (("gelu_tanh", "gelu_erf", "gelu"), ("gelu",)),
     "cross-entropy": (("cross_entropy",), ("log_softmax", "nll_loss", "cross_entropy")),
     "embedding": (("embedding",), ("embedding",)),
     "AdamW": (("AdamW",), ("Optimizer", "_foreach", "lerp", "addcdiv", "addcmul", "aten::sqrt")),
@@ -165,24 +167,44 @@ def print_categories(per_step, rows, torch_step_ms, events):
           f"{sum(theirs.values()) / sum(ours.values()):5.2f}x   (PyTorch's under its profiler)")
 
 
+def _minimum_of_rounds(results, timed_columns):
+    """results: each round's (a figure or a dict of them, rows (key, *columns)) -> the same with
+    each figure's minimum over the rounds, rows sorted by the sum of their first timed_columns."""
+    first = [result[0] for result in results]
+    first = {k: min(f[k] for f in first) for k in first[0]} if isinstance(first[0], dict) else min(first)
+    rows = collections.defaultdict(list)
+    for _, result_rows in results:
+        for key, *columns in result_rows:
+            rows[key].append(columns)
+    rows = [(key, *map(min, zip(*columns))) for key, columns in rows.items()]
+    return first, sorted(rows, key=lambda row: -sum(row[1:1 + timed_columns]))
+
+
 def main():
     where = f"{ARGS.model} {ARGS.size}, {ARGS.threads} thread(s) (numpretrain: {numpretrain.speed.threads.get_num_threads()})"
-    per_step, rows = profile_numpretrain(ARGS.model, ARGS.size, ARGS.steps)
+    torch = None
+    if not ARGS.no_torch:
+        try:
+            import torch
+            torch.set_num_threads(ARGS.threads)
+        except ImportError:
+            print("PyTorch is not installed (pip install torch==2.13.0 for its side of the comparison)\n")
+    ours, theirs = [], []
+    for _ in range(ARGS.rounds):                          # in turns: a burst of load hits both sides
+        ours.append(profile_numpretrain(ARGS.model, ARGS.size, ARGS.steps))
+        if torch is not None:
+            theirs.append(profile_torch(ARGS.model, ARGS.size, ARGS.steps))
+    per_step, rows = _minimum_of_rounds(ours, timed_columns=2)     # forward, backward
     total = sum(per_step.values())
     print(f"numpretrain, {where}: {total:.1f} ms a step (forward {per_step['forward']:.1f}, backward "
-          f"{per_step['backward']:.1f}, AdamW {per_step['AdamW']:.1f}), mean of {ARGS.steps} steps")
+          f"{per_step['backward']:.1f}, AdamW {per_step['AdamW']:.1f}), mean of {ARGS.steps} steps"
+          + (f", the least of {ARGS.rounds} rounds" if ARGS.rounds > 1 else ""))
     print(f"{'op':16} {'forward ms':>10} {'backward ms':>11} {'total':>7}")
     for op, forward_ms, backward_ms in rows:
         print(f"{op:16} {forward_ms:10.2f} {backward_ms:11.2f} {forward_ms + backward_ms:7.2f}")
-    if ARGS.no_torch:
+    if torch is None:
         return
-    try:
-        import torch
-    except ImportError:
-        print("\nPyTorch is not installed (pip install torch==2.13.0 for its side of the comparison)")
-        return
-    torch.set_num_threads(ARGS.threads)
-    step_ms, events = profile_torch(ARGS.model, ARGS.size, ARGS.steps)
+    step_ms, events = _minimum_of_rounds(theirs, timed_columns=1)  # ms (then calls)
     print(f"\nPyTorch {torch.__version__}, the same model: {step_ms:.1f} ms a step under the profiler; "
           f"self CPU time of its {ARGS.rows} costliest ops")
     print(f"{'op':48} {'ms':>7} {'calls':>5}")
