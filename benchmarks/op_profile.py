@@ -130,10 +130,10 @@ def profile_torch(model, size, steps):
 # kind of work: (numpretrain's op names, PyTorch profiler keys containing one of these), first match wins
 CATEGORIES = {
     "matrix products": (("linear", "matmul"), ("aten::mm", "aten::addmm")),
+    "cross-entropy": (("cross_entropy",), ("log_softmax", "nll_loss", "cross_entropy")),   # before softmax
     "attention": (("self_attention",), ("scaled_dot_product", "aten::bmm", "softmax", "masked_fill")),
     "LayerNorm": (("layer_norm",), ("layer_norm",)),
     "GELU": (("gelu_tanh", "gelu_erf", "gelu"), ("gelu",)),
-    "cross-entropy": (("cross_entropy",), ("log_softmax", "nll_loss", "cross_entropy")),
     "embedding": (("embedding",), ("embedding",)),
     "AdamW": (("AdamW",), ("Optimizer", "_foreach", "lerp", "addcdiv", "addcmul", "aten::sqrt")),
 }
