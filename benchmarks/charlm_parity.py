@@ -160,7 +160,10 @@ def main():
     trainer.train()
     seconds = time.perf_counter() - start
     tokens = recipe.max_iters * recipe.batch_size * config.block_size
-    print(f"\nwall time, evaluation included, {args.threads} thread(s), load average now {os.getloadavg()[0]:.2f}:")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from machine import describe
+    print(f"\n{describe(sys.modules.get('torch'))}")
+    print(f"wall time, evaluation included, {args.threads} thread(s), load average now {os.getloadavg()[0]:.2f}:")
     print(f"  numpretrain {seconds:6.1f} s ({tokens / seconds:,.0f} tokens/s)")
     if torch_curve:
         print(f"  PyTorch     {torch_seconds:6.1f} s ({tokens / torch_seconds:,.0f} tokens/s), {args.peer} peer; "
