@@ -1,20 +1,27 @@
 """How fast numpretrain trains and generates, beside PyTorch's eager mode on the same machine.
 
     python benchmarks/bench.py [--only train|generate] [--model gpt|bert] [--size tiny|small|medium]
-                               [--no-torch] [--threads N] [--no-memory] [--repeat N]
+                               [--no-torch] [--threads N] [--no-memory] [--repeat N] [--no-bias]
                                [--steps-memory N [--memory-size tiny|small|medium]]
 
 Training rows (GPT: causal LM; BERT: MLM + NSP), vocabulary 256, dropout 0, AdamW:
     tiny    2 layers, 2 heads, width  64, context  32, batch  8
+    recipe  4 layers, 4 heads, width 128, context  64, batch 12, GPT without Linear biases (nanoGPT's
+            CPU character recipe, benchmarks/charlm_parity.py, at vocabulary 256)
     small   4 layers, 4 heads, width 128, context  64, batch 16
     medium  6 layers, 8 heads, width 256, context 128, batch 16
-Each prints the median milliseconds of a full step (zero_grad, forward, backward, AdamW) after
+--no-bias: GPT without the Linear layers' biases (nanoGPT's bias=False; LayerNorm keeps its shift,
+as numpretrain's does). Each prints the median milliseconds of a full step (zero_grad, forward, backward, AdamW) after
 warm-up, tokens per second, achieved GFLOP/s (matrix-multiply FLOPs only, counted below) and that
 as a fraction of this run's NumPy float32 matmul peak, and the peak resident memory of a step.
 
 How it measures, and why:
-- Timing. numpretrain and PyTorch run in this one process, INTERLEAVED: short blocks of steps
-  alternate between the two, so a burst of load from another program on the machine hits both
+- The peers. PyTorch's main column is the model a speed-minded user writes
+  (benchmarks/torch_sdpa_models.py: F.scaled_dot_product_attention, AdamW(foreach=True)); the
+  hand-spelled twin (benchmarks/torch_models.py: attention by matmul and softmax, AdamW's default
+  loop) is the second column, "twin".
+- Timing. numpretrain and both PyTorch peers run in this one process, INTERLEAVED: short blocks
+  of steps alternate between them, so a burst of load from another program on the machine hits both
   alike. Medians of the per-step times are reported (minimums beside them); the load average is
   printed with every row. Ratios (PyTorch's time / ours: above 1 means numpretrain is faster)
   are the figures to trust on a shared machine.
@@ -33,10 +40,11 @@ How it measures, and why:
   survives exec). "peak MB" is the peak less that import baseline: model, optimizer state,
   activations and gradients. --steps-memory N runs N numpretrain steps in a child and prints its
   current RSS after 100 and after N steps (the growth check).
-- Equivalence. The PyTorch twins (benchmarks/torch_models.py) receive numpretrain's weights by
-  name, and the first loss of both is printed: they must agree to float32 rounding.
+- Equivalence. The PyTorch peers receive numpretrain's weights by name, and the first loss of
+  each is printed: they must agree to float32 rounding. Generation prints whether the tokens agree.
 - Generation: the small GPT with block_size 128, batch 1, a 28-token prompt continued greedily
-  by 100 tokens (so the text fills the 128-token context), with and without the KV cache.
+  by 100 tokens (so the text fills the 128-token context), with and without the KV cache; each
+  peer's own cache (a list of tensors grown by torch.cat). Its peak memory is a child's too.
 - Repeats. --repeat N times every row N times over (after a fresh warm-up each time); the ms
   columns are then medians over all N runs' steps, and "speed" is the range of the N runs'
   ratios: on a shared machine one run can be off by 20%, and the range says how far.
@@ -47,16 +55,14 @@ Without torch (or with --no-torch) the same rows print numpretrain's figures alo
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import time
 
-SIZE_NAMES = ["tiny", "small", "medium"]   # workloads.SIZES (imported below, after numpretrain)
+SIZE_NAMES = ["tiny", "recipe", "small", "medium"]   # workloads.SIZES (imported below, after numpretrain)
 GEN_PROMPT, GEN_NEW, GEN_CONTEXT = 28, 100, 128
 # (warm-up steps, alternating blocks, steps per block): about 10-20 s of timing per row
-SCHEDULE = {"tiny": (10, 20, 10), "small": (4, 12, 3), "medium": (2, 8, 1)}
+SCHEDULE = {"tiny": (10, 20, 10), "recipe": (4, 12, 3), "small": (4, 12, 3), "medium": (2, 8, 1)}
 
 
 def parse_args(argv=None):
@@ -73,6 +79,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="time every row N times and print the range of the speed ratios (default 1)")
+    parser.add_argument("--no-bias", action="store_true", help="GPT without Linear biases (nanoGPT's bias=False)")
     parser.add_argument("--memory-child", nargs=3, metavar=("FRAMEWORK", "MODEL", "SIZE"), help=argparse.SUPPRESS)
     parser.add_argument("--child-steps", type=int, default=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -82,15 +89,18 @@ def parse_args(argv=None):
 
 
 ARGS = parse_args()
-SPEED_WIDTH = 10 if ARGS.repeat > 1 else 5   # "1.02x", or the range of --repeat's runs, "0.93-1.02x"
+SPEED_WIDTH = (10 if ARGS.repeat > 1 else 5) * (1 if ARGS.threads > 1 else 2) + 5 * (ARGS.threads == 1)
+# "1.02x", or the range of --repeat's runs, "0.93-1.02x"; on one thread "1.02x cpu 1.05x"
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)   # before NumPy (and torch) start their thread pools
 
 import numpretrain  # noqa: E402, F401, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
 import numpy as np  # noqa: E402
 
+from machine import describe, load, peak_rss_mb, rss_mb  # noqa: E402
 from workloads import (  # noqa: E402
-    SIZES, VOCAB, build_numpretrain, build_torch, make_batch, numpretrain_step, torch_batch, torch_step)
+    PEERS, SIZES, VOCAB, build_numpretrain, build_torch, make_batch, numpretrain_step, torch_batch, torch_step)
+BIAS = not ARGS.no_bias
 
 
 # ----- what a step costs: FLOPs and the machine's matmul peak -----
@@ -128,56 +138,55 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def _status_mb(field):
-    """A memory figure of this process from /proc/self/status (Linux), in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _rss_mb():
-    return _status_mb("VmRSS")
-
-
-def _peak_rss_mb():
-    # VmHWM, the peak RSS of this process's own memory. Not getrusage's ru_maxrss: that one survives
-    # exec, so a child started by this (torch-laden) parent would report the parent's peak.
-    peak = _status_mb("VmHWM")
-    return peak if peak == peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _timed_cpu(fn):
+    """(wall, CPU) seconds of fn(): CPU time leaves out the time spent waiting for a core."""
+    start, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 # ----- memory, in child processes -----
 
 def memory_child(framework, model, size, steps):
-    """Runs in a fresh process: print JSON with RSS after imports, peak RSS, and RSS along the way."""
-    if framework == "torch":
+    """Runs in a fresh process: print JSON with RSS after imports, peak RSS, and RSS along the way.
+    framework: numpretrain or a PyTorch peer (PEERS); model "generate": the generation row, cached."""
+    if framework != "numpretrain":
         import torch
         torch.set_num_threads(ARGS.threads)
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import torch_models  # noqa: F401
+        import torch_sdpa_models  # noqa: F401
     else:
         import numpretrain.models.bert  # noqa: F401
         import numpretrain.models.gpt  # noqa: F401
-    baseline = _rss_mb()
+    baseline = rss_mb()
+    if model == "generate":
+        prompt = np.random.default_rng(1).integers(0, VOCAB, (1, GEN_PROMPT))
+        if framework == "numpretrain":
+            net, _ = build_numpretrain("gpt", "small", context=GEN_CONTEXT, bias=BIAS)
+            net.eval()
+            net.generate(prompt, GEN_NEW, greedy=True, use_cache=True)
+        else:
+            net, _ = build_torch("gpt", "small", context=GEN_CONTEXT, peer=framework, bias=BIAS)
+            net.generate(torch.from_numpy(prompt), GEN_NEW, use_cache=True)
+        print(json.dumps(dict(baseline=baseline, peak=peak_rss_mb(), rss_at={})))
+        return
     batch = make_batch(model, size)
-    if framework == "torch":
-        net, opt = build_torch(model, size)
+    if framework != "numpretrain":
+        net, opt = build_torch(model, size, peer=framework, bias=BIAS)
         batch, step = torch_batch(model, batch), torch_step
     else:
-        net, opt = build_numpretrain(model, size)
+        net, opt = build_numpretrain(model, size, bias=BIAS)
         step = numpretrain_step
     rss_at = {}
     for i in range(1, steps + 1):
         step(model, net, opt, batch)
         if i in (100, steps):
-            rss_at[i] = _rss_mb()
-    print(json.dumps(dict(baseline=baseline, peak=_peak_rss_mb(), rss_at=rss_at)))
+            rss_at[i] = rss_mb()
+    print(json.dumps(dict(baseline=baseline, peak=peak_rss_mb(), rss_at=rss_at)))
 
 
 def run_memory_child(framework, model, size, steps=5):
-    command = [sys.executable, os.path.abspath(__file__), "--threads", str(ARGS.threads),
+    command = [sys.executable, os.path.abspath(__file__), "--threads", str(ARGS.threads)] + ["--no-bias"] * ARGS.no_bias + [
                "--child-steps", str(steps), "--memory-child", framework, model, size]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -185,48 +194,33 @@ def run_memory_child(framework, model, size, steps=5):
 
 # ----- the rows -----
 
-def cpu_model():
-    """The CPU's name and its widest vector extensions, from /proc/cpuinfo (Linux), else the platform's."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            fields = dict((key.strip(), value.strip()) for key, value in
-                          (line.split(":", 1) for line in cpuinfo if ":" in line))
-    except OSError:
-        return platform.processor() or platform.machine()
-    flags = set(fields.get("flags", "").split())
-    vectors = [name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags]
-    return f"{fields.get('model name', '?')} ({', '.join(vectors) or 'no AVX2'})"
-
-
-def load():
-    return os.getloadavg()[0]
-
-
 def time_repeated(runners, warmup, blocks, per_block):
     """time_interleaved, --repeat times: ({name: the per-step seconds of every run}, [each run's times])."""
     runs = [time_interleaved(runners, warmup, blocks, per_block) for _ in range(ARGS.repeat)]
-    return {name: [t for run in runs for t in run[name]] for name in runners}, runs
+    return {name: [t for run in runs for t in run[name]] for name in runs[0]}, runs
 
 
-def speed_ratios(runs, torch_name, numpretrain_name):
+def speed_ratios(runs, torch_name, numpretrain_name="numpretrain"):
     """Each run's speed: PyTorch's median step time / numpretrain's."""
     return [float(np.median(run[torch_name]) / np.median(run[numpretrain_name])) for run in runs]
 
 
 def time_interleaved(runners, warmup, blocks, per_block):
     """runners: {name: step function}. Warm each up, then alternate blocks of steps between them.
-    Returns {name: list of per-step seconds}."""
+    Returns {name: list of per-step seconds}, and {("cpu", name): their CPU seconds}."""
     for fn in runners.values():
         for _ in range(warmup):
             fn()
-    times = {name: [] for name in runners}
+    times = {key: [] for name in runners for key in (name, ("cpu", name))}
     for b in range(blocks):
         order = list(runners.items())
         if b % 2:
             order.reverse()                        # neither always goes first after the other
         for name, fn in order:
             for _ in range(per_block):
-                times[name].append(_timed(fn))
+                wall, cpu = _timed_cpu(fn)
+                times[name].append(wall)
+                times[("cpu", name)].append(cpu)
     return times
 
 
@@ -234,22 +228,25 @@ def train_row(model, size, torch_ok, peak_holder):
     peak_holder[0] = max(peak_holder[0], matmul_peak_gflops())
     load_before = load()
     batch = make_batch(model, size)
-    net, opt = build_numpretrain(model, size)
+    net, opt = build_numpretrain(model, size, bias=BIAS)
     runners = {"numpretrain": lambda: numpretrain_step(model, net, opt, batch)}
     first = {}
     if torch_ok:
         import torch_models
-        tnet, topt = build_torch(model, size)
-        torch_models.copy_weights(net, tnet)
         tbatch = torch_batch(model, batch)
-        runners["torch"] = lambda: torch_step(model, tnet, topt, tbatch)
+        for peer in PEERS:
+            tnet, topt = build_torch(model, size, peer=peer, bias=BIAS)
+            torch_models.copy_weights(net, tnet)
+            runners[peer] = lambda tnet=tnet, topt=topt: torch_step(model, tnet, topt, tbatch)
     for name, fn in runners.items():
         first[name] = fn()                          # same weights, same batch: the same first loss
     times, runs = time_repeated(runners, *SCHEDULE[size])
     flops = train_flops(model, size, batch)
     tokens = SIZES[size]["B"] * SIZES[size]["T"]
     row = dict(model=model, size=size, load=(load_before, load()), first_loss=first, flops=flops,
-               ratios=speed_ratios(runs, "torch", "numpretrain") if torch_ok else [])
+               ratios={peer: speed_ratios(runs, peer) for peer in PEERS} if torch_ok else {},
+               cpu_ratios={peer: speed_ratios(runs, ("cpu", peer), ("cpu", "numpretrain")) for peer in PEERS}
+               if torch_ok else {})
     for name, ts in times.items():
         median = float(np.median(ts))
         row[name] = dict(ms=1e3 * median, min_ms=1e3 * min(ts), tok_s=tokens / median, gflops=flops / median / 1e9)
@@ -258,7 +255,7 @@ def train_row(model, size, torch_ok, peak_holder):
 
 def generate_rows(torch_ok):
     from numpretrain.autograd.tensor import no_grad
-    net, _ = build_numpretrain("gpt", "small", context=GEN_CONTEXT)
+    net, _ = build_numpretrain("gpt", "small", context=GEN_CONTEXT, bias=BIAS)
     net.eval()
     prompt = np.random.default_rng(1).integers(0, VOCAB, (1, GEN_PROMPT))
     runners, outputs = {}, {}
@@ -269,26 +266,30 @@ def generate_rows(torch_ok):
     if torch_ok:
         import torch
         import torch_models
-        tnet, _ = build_torch("gpt", "small", context=GEN_CONTEXT)
-        torch_models.copy_weights(net, tnet)
         tprompt = torch.from_numpy(prompt)
-        for cache in (True, False):
-            runners[("torch", cache)] = (
-                lambda cache=cache: outputs.__setitem__(("torch", cache), tnet.generate(
-                    tprompt, GEN_NEW, use_cache=cache).numpy()))
+        for peer in PEERS:
+            tnet, _ = build_torch("gpt", "small", context=GEN_CONTEXT, peer=peer, bias=BIAS)
+            torch_models.copy_weights(net, tnet)
+            for cache in (True, False):
+                runners[(peer, cache)] = (
+                    lambda cache=cache, peer=peer, tnet=tnet: outputs.__setitem__((peer, cache), tnet.generate(
+                        tprompt, GEN_NEW, use_cache=cache).numpy()))
     load_before = load()
     with no_grad():
         times, runs = time_repeated(runners, warmup=2, blocks=8, per_block=1)
     rows = []
     for cache in (True, False):
         row = dict(cache=cache, load=(load_before, load()))
-        for framework in ("numpretrain", "torch"):
+        for framework in ("numpretrain",) + PEERS:
             if (framework, cache) in times:
                 median = float(np.median(times[(framework, cache)]))
                 row[framework] = dict(ms=1e3 * median, tok_s=GEN_NEW / median)
         if torch_ok:
-            row["same_tokens"] = bool(np.array_equal(outputs[("numpretrain", cache)], outputs[("torch", cache)]))
-            row["ratios"] = speed_ratios(runs, ("torch", cache), ("numpretrain", cache))
+            row["same_tokens"] = all(np.array_equal(outputs[("numpretrain", cache)], outputs[(peer, cache)])
+                                     for peer in PEERS)
+            row["ratios"] = {peer: speed_ratios(runs, (peer, cache), ("numpretrain", cache)) for peer in PEERS}
+            row["cpu_ratios"] = {peer: speed_ratios(runs, ("cpu", (peer, cache)), ("cpu", ("numpretrain", cache)))
+                                 for peer in PEERS}
         rows.append(row)
     return rows
 
@@ -297,37 +298,45 @@ def generate_rows(torch_ok):
 
 def print_train(rows, peak, memory):
     print(f"\nTraining step (median ms after warm-up; GFLOP/s counts matmul FLOPs; %pk = of the "
-          f"{peak:.0f} GFLOP/s NumPy matmul peak; mem = peak RSS above the import, MB)")
+          f"{peak:.0f} GFLOP/s NumPy matmul peak; mem = peak RSS above the import, MB)"
+          + ("; GPT without Linear biases" if ARGS.no_bias else ""))
     head = f"{'model':5} {'size':6} | {'ms':>7} {'(min)':>7} {'tok/s':>7} {'GF/s':>5} {'%pk':>4} {'mem':>5}"
-    has_torch = any("torch" in r for r in rows)
+    has_torch = any("sdpa" in r for r in rows)
     if has_torch:
-        head += f" | {'torch ms':>8} {'tok/s':>7} {'GF/s':>5} {'%pk':>4} {'mem':>5} | {'speed':>{SPEED_WIDTH}} {'mem':>5}"
+        head += (f" | {'SDPA ms':>8} {'%pk':>4} {'mem':>5} | {'speed':>{SPEED_WIDTH}} {'mem':>5}"
+                 f" | {'twin ms':>8} {'speed':>{SPEED_WIDTH}}")
     print(head + f" | {'load':>9} | first loss")
     for r in rows:
         n, key = r["numpretrain"], (r["model"], r["size"])
         mem = memory.get(("numpretrain",) + key)
         line = (f"{r['model']:5} {r['size']:6} | {n['ms']:7.1f} {n['min_ms']:7.1f} {n['tok_s']:7.0f} "
                 f"{n['gflops']:5.1f} {100 * n['gflops'] / peak:3.0f}% {_mem(mem):>5}")
-        if "torch" in r:
-            t, tmem = r["torch"], memory.get(("torch",) + key)
+        if "sdpa" in r:
+            t, tmem = r["sdpa"], memory.get(("sdpa",) + key)
             mem_ratio = f"{_above(mem) / _above(tmem):.2f}x" if mem and tmem else "-"
-            line += (f" | {t['ms']:8.1f} {t['tok_s']:7.0f} {t['gflops']:5.1f} {100 * t['gflops'] / peak:3.0f}% "
-                     f"{_mem(tmem):>5} | {_speed(r):>{SPEED_WIDTH}} {mem_ratio:>5}")
+            line += (f" | {t['ms']:8.1f} {100 * t['gflops'] / peak:3.0f}% {_mem(tmem):>5} | "
+                     f"{_speed(r, 'sdpa'):>{SPEED_WIDTH}} {mem_ratio:>5} | {r['twin']['ms']:8.1f} "
+                     f"{_speed(r, 'twin'):>{SPEED_WIDTH}}")
         elif has_torch:
             line += " | (torch not run)"
         losses = " / ".join(f"{v:.5f}" for v in r["first_loss"].values())
         print(line + f" | {r['load'][0]:4.2f}-{r['load'][1]:4.2f} | {losses}")
     if has_torch:
         print("speed = PyTorch ms / numpretrain ms (above 1: numpretrain is faster"
-              + (f"; the lowest and highest of {ARGS.repeat} runs" if ARGS.repeat > 1 else "") + "); "
-              "mem = numpretrain peak / PyTorch peak (below 1: numpretrain uses less)")
+              + (f"; the lowest and highest of {ARGS.repeat} runs" if ARGS.repeat > 1 else "")
+              + "; cpu: the ratio of CPU times, leaving out waits for a core" * (ARGS.threads == 1) + "); "
+              "SDPA: benchmarks/torch_sdpa_models.py, the main peer; twin: torch_models.py, attention by hand; "
+              "mem = numpretrain peak / SDPA peak (below 1: numpretrain uses less)")
 
 
-def _speed(row):
-    ratios = row["ratios"]
-    if len(ratios) > 1:
-        return f"{min(ratios):.2f}-{max(ratios):.2f}x"
-    return f"{row['torch']['ms'] / row['numpretrain']['ms']:4.2f}x"
+def _speed(row, peer):
+    """The speed ratio against a peer, or the range of --repeat's; on one thread, with the ratio of
+    CPU times beside it (which leaves out the waits for a core on a loaded machine)."""
+    def text(ratios):
+        return f"{min(ratios):.2f}-{max(ratios):.2f}x" if len(ratios) > 1 else f"{ratios[0]:4.2f}x"
+    if ARGS.threads == 1:
+        return f"{text(row['ratios'][peer])} cpu {text(row['cpu_ratios'][peer])}"
+    return text(row["ratios"][peer])
 
 
 def _above(mem):
@@ -338,23 +347,28 @@ def _mem(mem):
     return "-" if not mem else f"{_above(mem):.0f}"
 
 
-def print_generate(rows):
+def print_generate(rows, memory):
     print(f"\nGeneration: small GPT, batch 1, {GEN_PROMPT}-token prompt + {GEN_NEW} new tokens "
           f"(greedy) in a {GEN_CONTEXT}-token context")
     head = f"{'KV cache':8} | {'ms':>7} {'tok/s':>7}"
-    if "torch" in rows[0]:
-        head += f" | {'torch ms':>8} {'tok/s':>7} | {'speed':>{SPEED_WIDTH}} | same tokens"
+    if "sdpa" in rows[0]:
+        head += (f" | {'SDPA ms':>8} {'tok/s':>7} | {'speed':>{SPEED_WIDTH}} | {'twin ms':>8} "
+                 f"{'speed':>{SPEED_WIDTH}} | same tokens")
     print(head + " | load")
     for r in rows:
         n = r["numpretrain"]
         line = f"{'yes' if r['cache'] else 'no':8} | {n['ms']:7.1f} {n['tok_s']:7.0f}"
-        if "torch" in r:
-            t = r["torch"]
-            line += f" | {t['ms']:8.1f} {t['tok_s']:7.0f} | {_speed(r):>{SPEED_WIDTH}} | {r['same_tokens']}"
+        if "sdpa" in r:
+            t = r["sdpa"]
+            line += (f" | {t['ms']:8.1f} {t['tok_s']:7.0f} | {_speed(r, 'sdpa'):>{SPEED_WIDTH}} | "
+                     f"{r['twin']['ms']:8.1f} {_speed(r, 'twin'):>{SPEED_WIDTH}} | {r['same_tokens']}")
         print(line + f" | {r['load'][0]:4.2f}-{r['load'][1]:4.2f}")
     if len(rows) == 2:
         print(f"the cache makes numpretrain {rows[1]['numpretrain']['ms'] / rows[0]['numpretrain']['ms']:.1f}x faster"
-              + (f", PyTorch {rows[1]['torch']['ms'] / rows[0]['torch']['ms']:.1f}x" if "torch" in rows[0] else ""))
+              + (f", the SDPA peer {rows[1]['sdpa']['ms'] / rows[0]['sdpa']['ms']:.1f}x" if "sdpa" in rows[0] else ""))
+    if memory:
+        print("peak memory of cached generation, MB above the import (model included): "
+              + ", ".join(f"{name} {_mem(mem)}" for name, mem in memory.items()))
 
 
 def main():
@@ -374,23 +388,25 @@ def main():
     print(f"numpretrain {numpretrain.__version__}, NumPy {np.__version__}"
           + (f", PyTorch {torch.__version__}" if torch_ok else "") +
           f"; {ARGS.threads} thread(s) (numpretrain: {numpretrain.speed.threads.get_num_threads()}); {os.cpu_count()} CPUs; load average {load():.2f}")
-    print(f"CPU: {cpu_model()}; NumPy's BLAS: {numpretrain.speed.blas.describe()}"
-          + (f"; PyTorch's: {torch.backends.mkl.is_available() and 'MKL' or 'no MKL'}, "
-             f"{torch.backends.cpu.get_cpu_capability()}" if torch_ok else ""))
+    print(describe(torch if torch_ok else None))
     models = [ARGS.model] if ARGS.model else ["gpt", "bert"]
     sizes = [ARGS.size] if ARGS.size else list(SIZES)
     peak = [0.0]
     if ARGS.only != "generate":
-        rows = [train_row(m, s, torch_ok, peak) for m in models for s in sizes]
+        pairs = [(m, s) for m in models for s in sizes if ARGS.size or (m, s) != ("bert", "recipe")]  # a GPT recipe
+        rows = [train_row(m, s, torch_ok, peak) for m, s in pairs]
         memory = {}
         if not ARGS.no_memory:
-            for m in models:
-                for s in sizes:
-                    for framework in ("numpretrain", "torch") if torch_ok else ("numpretrain",):
-                        memory[(framework, m, s)] = run_memory_child(framework, m, s)
+            for m, s in pairs:
+                for framework in ("numpretrain", "sdpa") if torch_ok else ("numpretrain",):
+                    memory[(framework, m, s)] = run_memory_child(framework, m, s)
         print_train(rows, peak[0], memory)
     if ARGS.only != "train" and (ARGS.model in (None, "gpt")):
-        print_generate(generate_rows(torch_ok))
+        rows = generate_rows(torch_ok)
+        memory = {} if ARGS.no_memory else {
+            framework: run_memory_child(framework, "generate", "small")
+            for framework in (("numpretrain", "sdpa") if torch_ok else ("numpretrain",))}
+        print_generate(rows, memory)
     if ARGS.steps_memory:
         print(f"\nMemory growth: numpretrain, {ARGS.steps_memory} steps at size {ARGS.memory_size}")
         for m in models:

@@ -1,12 +1,18 @@
 """Does numpretrain train a character-level GPT on English as well as PyTorch does with the same recipe?
 
-    python benchmarks/charlm_parity.py              # both, about 5-10 minutes on 2 cores
+    python benchmarks/charlm_parity.py [--threads N] [--peer sdpa|twin] [--max-iters N]
     python benchmarks/charlm_parity.py --no-torch   # numpretrain alone
 
-The recipe a practitioner would use for a char-level model (nanoGPT's shakespeare_char style):
-4 layers, 4 heads, width 128, context 64, batch 12, 2000 steps, AdamW betas (0.9, 0.99),
+nanoGPT's CPU recipe for a char-level model (its shakespeare_char config on a laptop):
+4 layers, 4 heads, width 128, context 64, batch 12, 2000 steps, no biases in the Linear layers
+(bias=False; the LayerNorms keep their shift, as numpretrain's do), AdamW betas (0.9, 0.99),
 weight decay 0.1 on 2-D weights, lr 1e-3 with 100 warm-up steps and cosine decay to 1e-4,
 gradient clipping at 1.0, dropout 0.
+
+The PyTorch side is the peer a speed-minded user writes (benchmarks/torch_sdpa_models.py:
+F.scaled_dot_product_attention, nn.LayerNorm, F.gelu, AdamW(foreach=True)); --peer twin runs the
+hand-spelled twin instead. --threads N (default 2) sets both sides' threads before NumPy loads.
+The wall time of each whole run, evaluation included, is printed with tokens per second.
 
 The text: about 1 MB of English prose that ships with Python itself (the language reference
 topics of `pydoc_data` and the docstrings of the standard library), so nothing is downloaded.
@@ -23,14 +29,28 @@ import sys
 import time
 import warnings
 
-import numpretrain  # noqa: F401, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
-import numpy as np
 
-from numpretrain.data import CausalLMDataset
-from numpretrain.models.gpt import GPT, GPTConfig
-from numpretrain.tokenizers import CharTokenizer
-from numpretrain.training import schedules
-from numpretrain.training.trainer import TrainConfig, Trainer
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-torch", action="store_true", help="train numpretrain only")
+    parser.add_argument("--max-iters", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (default 2)")
+    parser.add_argument("--peer", choices=["sdpa", "twin"], default="sdpa", help="the PyTorch model (default sdpa)")
+    return parser.parse_args(argv)
+
+
+ARGS = parse_args()
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(ARGS.threads)   # before NumPy (and torch) start their thread pools
+
+import numpretrain  # noqa: E402, F401, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
+import numpy as np  # noqa: E402
+
+from numpretrain.data import CausalLMDataset  # noqa: E402
+from numpretrain.models.gpt import GPT, GPTConfig  # noqa: E402
+from numpretrain.tokenizers import CharTokenizer  # noqa: E402
+from numpretrain.training import schedules  # noqa: E402
+from numpretrain.training.trainer import TrainConfig, Trainer  # noqa: E402
 
 RECIPE = TrainConfig(max_iters=2000, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_iters=100, weight_decay=0.1,
                      beta1=0.9, beta2=0.99, grad_clip=1.0, eval_interval=250, eval_iters=20, log_interval=250,
@@ -59,19 +79,21 @@ def english_text(target=TARGET_CHARS):
     return "\n\n".join(parts)[:target]
 
 
-def torch_run(model_np, dataset, eval_batches, recipe):
-    """The same training in PyTorch (benchmarks/torch_models.py's GPT), same weights and batches."""
+def torch_run(model_np, dataset, eval_batches, recipe, peer):
+    """The same training in PyTorch (the SDPA peer or the twin), same weights and batches."""
     import torch
     sys.path.insert(0, os.path.dirname(__file__))
-    from torch_models import GPT as TorchGPT, copy_weights
+    import torch_models
+    import torch_sdpa_models
+    module = torch_sdpa_models if peer == "sdpa" else torch_models
     c = model_np.config
-    model = TorchGPT(c.vocab_size, c.block_size, c.n_layer, c.n_head, c.n_embd)
-    copy_weights(model_np, model)
+    model = module.GPT(c.vocab_size, c.block_size, c.n_layer, c.n_head, c.n_embd, bias=c.bias)
+    torch_models.copy_weights(model_np, model)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
-                            lr=recipe.lr, betas=(recipe.beta1, recipe.beta2))
+                            lr=recipe.lr, betas=(recipe.beta1, recipe.beta2), foreach=peer == "sdpa" or None)
     rng = np.random.default_rng(recipe.seed)                     # the trainer's batch generator, replayed
     as_torch = lambda *arrays: [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
     curve = []
@@ -99,10 +121,7 @@ def torch_run(model_np, dataset, eval_batches, recipe):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--no-torch", action="store_true", help="train numpretrain only")
-    parser.add_argument("--max-iters", type=int, default=RECIPE.max_iters)
-    args = parser.parse_args()
+    args = ARGS
     recipe = TrainConfig(**{**vars(RECIPE), "max_iters": args.max_iters,
                             "warmup_iters": min(RECIPE.warmup_iters, args.max_iters)})
 
@@ -111,7 +130,8 @@ def main():
     dataset = CausalLMDataset(np.asarray(tokenizer.encode(text), dtype=np.int64), source="English text")
     print(f"text: {len(text):,} characters, vocabulary {tokenizer.vocab_size}; "
           f"{len(dataset.train_tokens):,} train / {len(dataset.val_tokens):,} val tokens")
-    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128,
+                       bias=False)
     model = GPT(config, rng=np.random.default_rng(recipe.seed))
     eval_batches = dataset.fixed_validation_batches(recipe.eval_iters, recipe.batch_size, config.block_size, seed=0)
 
@@ -119,10 +139,10 @@ def main():
     if not args.no_torch:
         try:
             import torch
-            torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-            start = time.time()
-            torch_curve = torch_run(model, dataset, eval_batches, recipe)
-            print(f"PyTorch: {time.time() - start:.0f} s")
+            torch.set_num_threads(args.threads)
+            start = time.perf_counter()
+            torch_curve = torch_run(model, dataset, eval_batches, recipe, args.peer)
+            torch_seconds = time.perf_counter() - start
         except ImportError:
             print("PyTorch is not installed (pip install torch==2.13.0): numpretrain alone")
 
@@ -136,9 +156,18 @@ def main():
         ours.append((trainer.step, results["val_loss"]))
         return results
     trainer.evaluate = recording_evaluate
-    start = time.time()
+    start = time.perf_counter()
     trainer.train()
-    print(f"numpretrain: {time.time() - start:.0f} s")
+    seconds = time.perf_counter() - start
+    tokens = recipe.max_iters * recipe.batch_size * config.block_size
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from machine import describe
+    print(f"\n{describe(sys.modules.get('torch'))}")
+    print(f"wall time, evaluation included, {args.threads} thread(s), load average now {os.getloadavg()[0]:.2f}:")
+    print(f"  numpretrain {seconds:6.1f} s ({tokens / seconds:,.0f} tokens/s)")
+    if torch_curve:
+        print(f"  PyTorch     {torch_seconds:6.1f} s ({tokens / torch_seconds:,.0f} tokens/s), {args.peer} peer; "
+              f"speed {torch_seconds / seconds:.2f}x (above 1: numpretrain is faster)")
 
     print("\nvalidation loss (nats/char)\n  step   numpretrain   PyTorch")
     theirs = dict(torch_curve or [])

@@ -3,7 +3,8 @@
 Written the way a PyTorch user would write them in eager mode: nn.Linear, nn.LayerNorm,
 nn.Embedding, F.gelu, F.cross_entropy and torch.optim.AdamW, with the attention math spelled
 out (q k^T / sqrt(hs), masked_fill(-inf), softmax, @ v) rather than calling
-F.scaled_dot_product_attention, because numpretrain spells it out too.
+F.scaled_dot_product_attention, because numpretrain spells it out too. The peer a speed-minded
+PyTorch user writes, with SDPA, is torch_sdpa_models.py: the same classes with another `attend`.
 
 Parameter names match numpretrain's (GPT-2's and Hugging Face BERT's), so `copy_weights`
 copies a numpretrain model's weights in by name (nn.Linear stores (out, in); numpretrain's
@@ -22,11 +23,14 @@ import torch.nn.functional as F
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, n_embd, n_head, causal):
+    """q, k, v from one projection, the KV cache, then `attend` (spelled out here; SDPA in
+    torch_sdpa_models.py) and the output projection."""
+
+    def __init__(self, n_embd, n_head, causal, bias=True):
         super().__init__()
         self.n_head, self.causal = n_head, causal
-        self.c_attn = nn.Linear(n_embd, 3 * n_embd)
-        self.c_proj = nn.Linear(n_embd, n_embd)
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
 
     def forward(self, x, key_padding_mask=None, kv_cache=None):
         B, T, C = x.shape
@@ -41,7 +45,12 @@ class SelfAttention(nn.Module):
             if past:
                 k, v = torch.cat([kv_cache[0], k], dim=2), torch.cat([kv_cache[1], v], dim=2)
             kv_cache[0], kv_cache[1] = k, v
-        Tk = k.shape[2]
+        y = self.attend(q, k, v, past, key_padding_mask)                 # (B, nh, T, hs)
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))           # (B, T, C)
+
+    def attend(self, q, k, v, past, key_padding_mask):
+        """q (B, nh, T, hs) attends to k, v (B, nh, Tk, hs), of which the first `past` are cached."""
+        T, Tk, hs = q.shape[2], k.shape[2], q.shape[3]
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))       # (B, nh, T, Tk)
         if self.causal and T > 1:
             allowed = torch.ones(T, Tk, dtype=torch.bool).tril(diagonal=past)
@@ -49,15 +58,14 @@ class SelfAttention(nn.Module):
         if key_padding_mask is not None:
             scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
         probs = F.softmax(scores, dim=-1)
-        y = (probs @ v).transpose(1, 2).reshape(B, T, C)                 # (B, T, C)
-        return self.c_proj(y)
+        return probs @ v
 
 
 class MLP(nn.Module):
-    def __init__(self, n_embd, hidden, approximate):
+    def __init__(self, n_embd, hidden, approximate, bias=True):
         super().__init__()
-        self.c_fc = nn.Linear(n_embd, hidden)
-        self.c_proj = nn.Linear(hidden, n_embd)
+        self.c_fc = nn.Linear(n_embd, hidden, bias=bias)
+        self.c_proj = nn.Linear(hidden, n_embd, bias=bias)
         self.approximate = approximate
 
     def forward(self, x):
@@ -65,13 +73,13 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, n_embd, n_head, norm_first, causal, eps, approximate, hidden):
+    def __init__(self, n_embd, n_head, norm_first, causal, eps, approximate, hidden, attention, bias=True):
         super().__init__()
         self.norm_first = norm_first
         self.ln_1 = nn.LayerNorm(n_embd, eps=eps)
-        self.attn = SelfAttention(n_embd, n_head, causal)
+        self.attn = attention(n_embd, n_head, causal, bias)
         self.ln_2 = nn.LayerNorm(n_embd, eps=eps)
-        self.mlp = MLP(n_embd, hidden, approximate)
+        self.mlp = MLP(n_embd, hidden, approximate, bias)
 
     def forward(self, x, key_padding_mask=None, kv_cache=None):
         if self.norm_first:                                              # GPT-2
@@ -82,13 +90,14 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """numpretrain.GPT with norm_first=True, tied weights, dropout 0."""
+    """numpretrain.GPT with norm_first=True, tied weights, dropout 0; bias=False as GPTConfig(bias=False)."""
+    attention = SelfAttention                                            # torch_sdpa_models: SDPA
 
-    def __init__(self, vocab_size, block_size, n_layer, n_head, n_embd):
+    def __init__(self, vocab_size, block_size, n_layer, n_head, n_embd, bias=True):
         super().__init__()
         self.wte = nn.Embedding(vocab_size, n_embd)
         self.wpe = nn.Embedding(block_size, n_embd)
-        self.h = nn.ModuleList([Block(n_embd, n_head, True, True, 1e-5, "tanh", 4 * n_embd)
+        self.h = nn.ModuleList([Block(n_embd, n_head, True, True, 1e-5, "tanh", 4 * n_embd, self.attention, bias)
                                 for _ in range(n_layer)])
         self.ln_f = nn.LayerNorm(n_embd, eps=1e-5)
 
@@ -118,6 +127,7 @@ class GPT(nn.Module):
 
 class BertForPreTraining(nn.Module):
     """numpretrain.BertForPreTraining with dropout 0: post-LN, exact GELU, eps 1e-12, tied MLM decoder."""
+    attention = SelfAttention
 
     def __init__(self, vocab_size, max_position, n_layer, n_head, n_embd, intermediate_size):
         super().__init__()
@@ -126,7 +136,8 @@ class BertForPreTraining(nn.Module):
         self.position_embeddings = nn.Embedding(max_position, n_embd)
         self.token_type_embeddings = nn.Embedding(2, n_embd)
         self.emb_LayerNorm = nn.LayerNorm(n_embd, eps=eps)
-        self.layer = nn.ModuleList([Block(n_embd, n_head, False, False, eps, "none", intermediate_size)
+        self.layer = nn.ModuleList([Block(n_embd, n_head, False, False, eps, "none", intermediate_size,
+                                          self.attention)
                                     for _ in range(n_layer)])
         self.pooler = nn.Linear(n_embd, n_embd)
         self.mlm_dense = nn.Linear(n_embd, n_embd)

@@ -1,5 +1,8 @@
 """The benchmarks' workloads: the model sizes, one fixed batch, and a training step of each model in
-numpretrain and in PyTorch (benchmarks/torch_models.py), used by bench.py and op_profile.py.
+numpretrain and in PyTorch, used by bench.py and op_profile.py. PyTorch comes as two peers:
+"sdpa" (benchmarks/torch_sdpa_models.py, F.scaled_dot_product_attention and AdamW(foreach=True),
+as a speed-minded user writes it) and "twin" (benchmarks/torch_models.py, attention spelled out,
+AdamW's default loop over parameters).
 
 Import numpretrain before this module (and before NumPy), as those scripts do: see
 numpretrain/speed/threads.py.
@@ -9,6 +12,8 @@ import numpy as np
 
 SIZES = {  # n_layer, n_head, n_embd, context T, batch B
     "tiny": dict(n_layer=2, n_head=2, n_embd=64, T=32, B=8),
+    # nanoGPT's CPU character recipe (charlm_parity.py): GPT without Linear biases, at vocabulary 256 here
+    "recipe": dict(n_layer=4, n_head=4, n_embd=128, T=64, B=12, bias=False),
     "small": dict(n_layer=4, n_head=4, n_embd=128, T=64, B=16),
     "medium": dict(n_layer=6, n_head=8, n_embd=256, T=128, B=16),
 }
@@ -35,14 +40,19 @@ def make_batch(model, size, seed=0):
                 nsp_labels=rng.integers(0, 2, B))
 
 
-def build_numpretrain(model, size, context=None):
+PEERS = ("sdpa", "twin")
+
+
+def build_numpretrain(model, size, context=None, bias=True):
+    """bias=False drops the Linear layers' biases (GPT only: BERT always has them; so does the recipe)."""
     from numpretrain.models.bert import BertConfig, BertForPreTraining
     from numpretrain.models.gpt import GPT, GPTConfig
     from numpretrain.training.optimizers import AdamW
     s = SIZES[size]
+    bias = bias and s.get("bias", True)
     if model == "gpt":
         net = GPT(GPTConfig(vocab_size=VOCAB, block_size=context or s["T"], n_layer=s["n_layer"],
-                            n_head=s["n_head"], n_embd=s["n_embd"], dropout=0.0))
+                            n_head=s["n_head"], n_embd=s["n_embd"], dropout=0.0, bias=bias))
     else:
         net = BertForPreTraining(BertConfig(vocab_size=VOCAB, max_position=s["T"], n_layer=s["n_layer"],
                                             n_head=s["n_head"], n_embd=s["n_embd"],
@@ -67,16 +77,21 @@ def numpretrain_step(model, net, opt, batch):
     return float(loss.data)
 
 
-def build_torch(model, size, context=None):
+def build_torch(model, size, context=None, peer="sdpa", bias=True):
+    """peer "sdpa" (the main PyTorch column) or "twin"; the model and its AdamW."""
     import torch
     import torch_models
+    import torch_sdpa_models
+    module = torch_sdpa_models if peer == "sdpa" else torch_models
     s = SIZES[size]
+    bias = bias and s.get("bias", True)
     if model == "gpt":
-        net = torch_models.GPT(VOCAB, context or s["T"], s["n_layer"], s["n_head"], s["n_embd"])
+        net = module.GPT(VOCAB, context or s["T"], s["n_layer"], s["n_head"], s["n_embd"], bias=bias)
     else:
-        net = torch_models.BertForPreTraining(VOCAB, s["T"], s["n_layer"], s["n_head"], s["n_embd"],
-                                              4 * s["n_embd"])
-    return net, torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+        net = module.BertForPreTraining(VOCAB, s["T"], s["n_layer"], s["n_head"], s["n_embd"],
+                                        4 * s["n_embd"])
+    foreach = True if peer == "sdpa" else None                 # None: PyTorch's default, a loop on CPU
+    return net, torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=WEIGHT_DECAY, foreach=foreach)
 
 
 def torch_batch(model, batch):

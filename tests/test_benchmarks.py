@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 BENCH = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "bench.py")
@@ -65,3 +66,42 @@ def test_threads_prints_the_handoff_and_a_row_per_size():
     for _, one, two, speedup in rows:
         assert float(one) > 0 and float(two) > 0
         assert float(speedup.rstrip("x ")) == pytest.approx(float(one) / float(two), rel=0.2)  # printed rounded
+
+
+BENCHMARKS = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks")
+
+
+@pytest.mark.parametrize("model, bias", [("gpt", True), ("gpt", False), ("bert", True)])
+def test_the_sdpa_peer_is_numpretrains_model(model, bias, monkeypatch):
+    """bench.py's main PyTorch column must time the same model: from copied weights, the SDPA peer
+    (causal flag for GPT, boolean padding mask for BERT) gives numpretrain's loss and gradients."""
+    pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import torch_models
+    from workloads import build_numpretrain, build_torch, make_batch, numpretrain_loss, torch_batch
+    net, _ = build_numpretrain(model, "tiny", bias=bias)
+    peer, _ = build_torch(model, "tiny", peer="sdpa", bias=bias)
+    torch_models.copy_weights(net, peer)
+    batch = make_batch(model, "tiny")
+    loss = numpretrain_loss(model, net, batch)
+    loss.backward()
+    peer_loss = peer(**torch_batch(model, batch))
+    peer_loss.backward()
+    assert float(peer_loss.detach()) == pytest.approx(float(loss.data), rel=1e-5)
+    grad = dict(peer.named_parameters())["h.0.attn.c_attn.weight" if model == "gpt" else "layer.0.attn.c_attn.weight"].grad
+    ours = dict(net.named_parameters())["h.0.attn.c_attn.weight" if model == "gpt" else "bert.layer.0.attn.c_attn.weight"].grad
+    np.testing.assert_allclose(grad.numpy().T, ours, rtol=1e-3, atol=1e-6)    # Linear: (out, in) there
+
+
+def test_the_sdpa_peer_generates_numpretrains_tokens_with_its_cache(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import torch_models
+    from workloads import VOCAB, build_numpretrain, build_torch
+    net, _ = build_numpretrain("gpt", "tiny", context=40)
+    peer, _ = build_torch("gpt", "tiny", context=40, peer="sdpa")
+    torch_models.copy_weights(net, peer)
+    prompt = np.random.default_rng(1).integers(0, VOCAB, (1, 8))
+    ours = net.generate(prompt, 30, greedy=True, use_cache=True)
+    for use_cache in (True, False):
+        np.testing.assert_array_equal(peer.generate(torch.from_numpy(prompt), 30, use_cache=use_cache).numpy(), ours)

@@ -369,6 +369,20 @@ def test_embedding_gradient_with_repeated_ids_equals_add_at():
     np.testing.assert_array_equal(weight.grad[[2, 4]], 0)
 
 
+@pytest.mark.parametrize("id_dtype", [np.int64, np.uint8])
+def test_embedding_gradient_has_the_bits_of_add_at_in_float32(id_dtype):
+    """Many repeats of a few ids, summed in float32: the order of the sum shows in the bits."""
+    rng = np.random.default_rng(1)
+    weight = Tensor(np.zeros((256, 128), dtype=np.float32), requires_grad=True)
+    ids = rng.integers(0, 256, (16, 64)).astype(id_dtype)
+    ids[0, :40] = 255                                       # 255 * 128 overflows uint8
+    g = rng.standard_normal((16, 64, 128), dtype=np.float32)
+    F.embedding(weight, ids).backward(g)
+    expected = np.zeros((256, 128), dtype=np.float32)
+    np.add.at(expected, ids, g)
+    np.testing.assert_array_equal(weight.grad, expected)
+
+
 # ----- where / masked_fill -----
 
 def test_masked_fill_with_minus_inf_then_softmax_gives_zero_probability():

@@ -22,15 +22,14 @@ def embedding(weight, ids, padding_idx=None):
     V, C = weight.shape
     check_ids_in_range(ids, V, what="id", where="embedding", error=IndexError)
     def backward(g):                                    # g: (*ids.shape, C)
-        # Scatter-add the positions' gradients into their rows: sort the ids so equal ids are
-        # adjacent, then sum each run with one np.add.reduceat (several times faster than np.add.at).
+        # Scatter-add the positions' gradients into their rows, np.add.at(grad, ids, g), as one
+        # np.add.at over single numbers: element c of id v sits at v * C + c of the flat table.
+        # (np.add.at over whole rows is 10x slower; this flat form, with the same bits, is 1.6x
+        # faster than the sort-and-np.add.reduceat it replaced at 1,024 random ids of 256 and at
+        # 2,048 of 5,000, 2.5x at 64 positions, as fast at 768 skewed character ids; CPU time.)
         grad = np.zeros_like(weight.data)               # (V, C)
-        flat_ids = ids.reshape(-1)                      # (N,)
-        if flat_ids.size:
-            order = np.argsort(flat_ids, kind="stable")
-            sorted_ids = flat_ids[order]
-            starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])   # first of each run
-            grad[sorted_ids[starts]] = np.add.reduceat(g.reshape(-1, C)[order], starts, axis=0)
+        flat_index = ids.reshape(-1, 1).astype(np.intp) * C + np.arange(C)     # (N, C), no uint8 overflow
+        np.add.at(grad.reshape(-1), flat_index.reshape(-1), g.reshape(-1))
         if padding_idx is not None:
             grad[padding_idx] = 0                       # the padding row never learns
         return (grad,)
