@@ -10,7 +10,7 @@ no clipping, as bench.py), timed as the median of --steps steps after a warm-up:
        rank order by training/data_parallel.py (the code `mpiexec -n 2 python -m numpretrain`
        runs); its "sum" column is the share of the step spent there, copies included;
     3. PyTorch DistributedDataParallel, gloo backend, 2 processes of one thread each (the
-       benchmarks/ model, torch_models.py), 8 rows each;
+       benchmarks/ SDPA model, torch_sdpa_models.py), 8 rows each;
     4. PyTorch eager, one process, 2 threads.
 Each row runs in processes of its own (threads are set before NumPy or torch load), one row
 after another: on a machine shared with other work, a burst of load hits whichever row is
