@@ -288,6 +288,21 @@ def test_a_folder_made_before_options_were_recorded_still_resumes(finished, tmp_
     assert config(out)["options"]["n_documents"] == 200
 
 
+@pytest.mark.parametrize("kind, command", [("gpt", "pretrain-gpt"), ("bert", "pretrain-bert")])
+def test_a_bad_value_edited_into_config_json_is_refused_naming_the_file(kind, command, finished, tmp_path, capsys):
+    # nobody typed it: the error must say where it came from, and the run is left as it was
+    out = fresh_copy(finished[kind], tmp_path)
+    content = config(out)
+    content["options"]["n_documents"] = -3
+    with open(os.path.join(out, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(content, f)
+    before = folder_bytes(out)
+    assert cli.main([command, "--out", out, "--resume"]) == 2
+    error = capsys.readouterr().err
+    assert "-3" in error and os.path.join(out, "config.json") in error
+    assert folder_bytes(out) == before
+
+
 # ----- the messages around a run folder -----
 
 def test_ctrl_c_outside_a_run_folder_says_nothing_was_saved(finished, monkeypatch, capsys):

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from numpretrain.app.footprint import check_fits, pretrain_needs
-from numpretrain.app.settings import open_run, record_run
+from numpretrain.app.settings import naming_the_record, open_run, record_run
 from numpretrain.data import (
     MASK_PROB,
     MAX_PREDICTIONS_PER_SEQ,
@@ -114,13 +114,14 @@ def tokenizer_for_run(options, text):
 def pretrain_gpt(options, log=print):
     """Train a GPT on the corpus (or continue the run in --out); returns the Trainer."""
     resumed = open_run(options, ("gpt",), log)   # --resume: the run's settings become the options here
-    train = train_config(options, log)           # bad options fail here, before the corpus is even made
-    check_fits(pretrain_needs(options, train))   # and sizes that cannot fit in memory
-    text, source = load_corpus(options)
-    tokenizer = tokenizer_for_run(options, text)
-    dataset = CausalLMDataset(np.asarray(tokenizer.encode(text), dtype=np.int32), source=source)
-    dataset.check_block_size(options.block_size, "train")
-    dataset.check_block_size(options.block_size, "val")
+    with naming_the_record(resumed, options.out):
+        train = train_config(options, log)           # bad options fail here, before the corpus is even made
+        check_fits(pretrain_needs(options, train))   # and sizes that cannot fit in memory
+        text, source = load_corpus(options)
+        tokenizer = tokenizer_for_run(options, text)
+        dataset = CausalLMDataset(np.asarray(tokenizer.encode(text), dtype=np.int32), source=source)
+        dataset.check_block_size(options.block_size, "train")
+        dataset.check_block_size(options.block_size, "val")
     # options.vocab_size is the BPE option; the model's vocabulary is whatever the tokenizer ended with
     config = resumed.model_config if resumed else config_from_options(
         GPTConfig, options, vocab_size=tokenizer.vocab_size, norm_first=not options.post_ln)
@@ -153,14 +154,15 @@ def bert_loss(model, batch):
 def pretrain_bert(options, log=print):
     """Pretrain a BERT (MLM, plus NSP unless --no-nsp), or continue the run in --out; returns the Trainer."""
     resumed = open_run(options, ("bert",), log)  # --resume: the run's settings become the options here
-    train = train_config(options, log)           # bad options fail here, before the corpus is even made
-    check_fits(pretrain_needs(options, train, bert=True))    # and sizes that cannot fit in memory
-    text, source = load_corpus(options)
-    tokenizer = tokenizer_for_run(options, text)
-    documents = split_documents(text)
-    batcher = PretrainingBatcher.from_tokenizer(
-        documents, tokenizer, max_seq_length=options.block_size, next_sentence=not options.no_nsp,
-        mask_prob=options.mask_prob, max_predictions=options.max_predictions, source=source)
+    with naming_the_record(resumed, options.out):
+        train = train_config(options, log)           # bad options fail here, before the corpus is even made
+        check_fits(pretrain_needs(options, train, bert=True))    # and sizes that cannot fit in memory
+        text, source = load_corpus(options)
+        tokenizer = tokenizer_for_run(options, text)
+        documents = split_documents(text)
+        batcher = PretrainingBatcher.from_tokenizer(
+            documents, tokenizer, max_seq_length=options.block_size, next_sentence=not options.no_nsp,
+            mask_prob=options.mask_prob, max_predictions=options.max_predictions, source=source)
     # --block-size is BERT's longest input; its feed-forward is 4 x wide, as in BERT
     config = resumed.model_config if resumed else config_from_options(
         BertConfig, options, vocab_size=tokenizer.vocab_size, max_position=options.block_size,

@@ -38,6 +38,7 @@ with a note, and recorded from then on.
 
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 
 from numpretrain.errors import CheckpointError, ConfigError, DataError, NumpretrainError
@@ -176,6 +177,20 @@ def record_run(options, resumed, model_config, train, tokenizer):
 
 
 # ----- --resume: the settings taken back -----
+
+@contextmanager
+def naming_the_record(resumed, out):
+    """Around the checks of a run's settings: for a resumed run, whose settings came from its
+    config.json rather than from what was typed (a hand-edited "options" entry, say), an error
+    also names that file."""
+    try:
+        yield
+    except (NumpretrainError, ValueError) as error:
+        path = os.path.join(out, CONFIG_FILE) if out else CONFIG_FILE
+        if resumed is None or path in str(error):
+            raise
+        raise ConfigError(f"{error} (--resume took this run's settings from {path})") from None
+
 
 def resume_settings(options, model_types, log=print):
     """Check that --out holds a run of one of `model_types`, and make `options` that run's settings.
