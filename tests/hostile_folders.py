@@ -14,6 +14,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from hypothesis import strategies as st
 
 from numpretrain.data.classify import load_labelled_file
 from numpretrain.errors import NumpretrainError
@@ -130,3 +131,25 @@ def write_state_json(path, text):
     data = json.dumps(header).encode()
     data += b" " * (-len(data) % 8)
     Path(path).write_bytes(len(data).to_bytes(8, "little") + data + body)
+
+
+def edit_somewhere(data, obj, values):
+    """Replace, delete or add one entry (a value drawn from the strategy `values`) at a random
+    place inside a JSON object or array, in place."""
+    while isinstance(obj, (dict, list)) and obj and data.draw(st.booleans()):
+        key = data.draw(st.sampled_from(sorted(obj) if isinstance(obj, dict) else range(len(obj))))
+        if not isinstance(obj[key], (dict, list)) or not obj[key]:
+            break
+        obj = obj[key]
+    if not isinstance(obj, (dict, list)) or not obj:
+        return
+    key = data.draw(st.sampled_from(sorted(obj) if isinstance(obj, dict) else range(len(obj))))
+    action = data.draw(st.sampled_from(["replace", "replace", "delete", "add"]))
+    if action == "replace":
+        obj[key] = data.draw(values)
+    elif action == "delete":
+        del obj[key]
+    elif isinstance(obj, dict):
+        obj[data.draw(st.text(max_size=8))] = data.draw(values)
+    else:
+        obj.append(data.draw(values))

@@ -16,7 +16,7 @@ import json
 import os
 
 import pytest
-from hostile_folders import READERS, copy_of, make_folders, outcome, state_header, write_state_json
+from hostile_folders import READERS, copy_of, edit_somewhere, make_folders, outcome, state_header, write_state_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,27 +68,6 @@ def to_text(obj):
     return text
 
 
-def edit_one_value(data, obj):
-    """Replace, delete or add one entry somewhere inside a JSON object or array (in place)."""
-    while isinstance(obj, (dict, list)) and obj and data.draw(st.booleans()):
-        key = data.draw(st.sampled_from(sorted(obj) if isinstance(obj, dict) else range(len(obj))))
-        if not isinstance(obj[key], (dict, list)) or not obj[key]:
-            break
-        obj = obj[key]
-    if not isinstance(obj, (dict, list)) or not obj:
-        return
-    key = data.draw(st.sampled_from(sorted(obj) if isinstance(obj, dict) else range(len(obj))))
-    action = data.draw(st.sampled_from(["replace", "replace", "delete", "add"]))
-    if action == "replace":
-        obj[key] = data.draw(JSON_VALUES)
-    elif action == "delete":
-        del obj[key]
-    elif isinstance(obj, dict):
-        obj[data.draw(st.text(max_size=8))] = data.draw(JSON_VALUES)
-    else:
-        obj.append(data.draw(JSON_VALUES))
-
-
 def mutate_bytes(data, raw):
     raw = bytearray(raw)
     how = data.draw(st.sampled_from(["truncate", "flip", "insert", "splice"]))
@@ -115,7 +94,7 @@ def mutate_json(data, kind, raw):
     if data.draw(st.integers(0, 9)) == 0:          # now and then, a whole new value
         obj = data.draw(JSON_VALUES)
     else:
-        edit_one_value(data, obj)
+        edit_somewhere(data, obj, JSON_VALUES)
     return to_text(obj).encode("utf-8")
 
 

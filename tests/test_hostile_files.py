@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_folders import edit_somewhere
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -311,32 +312,11 @@ JSON_VALUES = st.recursive(JSON_LEAVES, lambda children: st.lists(children, max_
                            | st.dictionaries(st.text(max_size=6), children, max_size=3), max_leaves=6)
 
 
-def edit_somewhere(data, obj):
-    """Replace, delete or add one entry at a random place inside a JSON object or array."""
-    while isinstance(obj, (dict, list)) and obj and data.draw(st.booleans()):
-        key = data.draw(st.sampled_from(sorted(obj) if isinstance(obj, dict) else range(len(obj))))
-        if not isinstance(obj[key], (dict, list)) or not obj[key]:
-            break
-        obj = obj[key]
-    if not isinstance(obj, (dict, list)) or not obj:
-        return
-    key = data.draw(st.sampled_from(sorted(obj) if isinstance(obj, dict) else range(len(obj))))
-    action = data.draw(st.sampled_from(["replace", "delete", "add"]))
-    if action == "replace":
-        obj[key] = data.draw(JSON_VALUES)
-    elif action == "delete":
-        del obj[key]
-    elif isinstance(obj, dict):
-        obj[data.draw(st.text(max_size=8))] = data.draw(JSON_VALUES)
-    else:
-        obj.append(data.draw(JSON_VALUES))
-
-
 @FUZZ
 @given(kind=st.sampled_from(["gpt", "bert", "clf", "bpe"]), name=st.sampled_from([C, T]), data=st.data())
 def test_fuzzed_config_and_tokenizer_fields_only_raise_checkpoint_error(dirs, kind, name, data):
     with copy_of(dirs[kind]) as directory:
-        edit_json(directory / name, lambda obj: edit_somewhere(data, obj))
+        edit_json(directory / name, lambda obj: edit_somewhere(data, obj, JSON_VALUES))
         load_or_checkpoint_error(directory)
         if name == T:
             try:
@@ -373,7 +353,7 @@ def test_fuzzed_training_state_only_raises_checkpoint_error_on_resume(dirs, data
         if data.draw(st.booleans()):
             header, body = read_header(path)
             state = json.loads(header["__metadata__"]["trainer_state"])
-            edit_somewhere(data, state)
+            edit_somewhere(data, state, JSON_VALUES)
             header["__metadata__"]["trainer_state"] = json.dumps(state)
             write_with_header(path, header, body)
         else:
