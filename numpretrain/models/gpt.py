@@ -30,7 +30,7 @@ class GPTConfig(ModelConfig):
     n_embd: int = 128            # model width C, split evenly among the attention heads
     dropout: float = 0.0         # dropout probability on embeddings, attention probabilities
                                  # and residual branches
-    bias: bool = True            # biases in Linear layers and LayerNorms' shift
+    bias: bool = True            # biases in the Linear layers (the LayerNorms keep their shift, unlike nanoGPT's bias=False)
     norm_first: bool = True      # True: GPT-2 (pre-LN, final ln_f); False: GPT-1 (post-LN, no ln_f)
     layer_norm_eps: float = 1e-5
     tie_weights: bool = True     # the LM head reuses the token embedding matrix
