@@ -25,7 +25,7 @@ import numpy as np
 
 from numpretrain.autograd.functional import IGNORE_INDEX  # label of positions without a prediction
 from numpretrain.errors import ConfigError, DataError, check_ids_in_range
-from numpretrain.tokenizers.char import FIRST_NON_SPECIAL_ID  # ids below it: [PAD] [UNK] [CLS] [SEP] [MASK]
+from numpretrain.tokenizers.special_tokens import FIRST_NON_SPECIAL_ID  # ids below it: [PAD] [UNK] [CLS] [SEP] [MASK]
 
 # BERT paper, section 3.1 "Task #1: Masked LM": 15% of tokens are chosen, and
 # of those 80% become [MASK], 10% a random token, 10% stay unchanged.

@@ -35,7 +35,7 @@ import numpy as np
 
 from numpretrain.data.mlm import MASK_PROB, MAX_PREDICTIONS_PER_SEQ, check_masking, mask_tokens
 from numpretrain.errors import ConfigError, DataError
-from numpretrain.tokenizers.char import CLS_ID, FIRST_NON_SPECIAL_ID, MASK_ID, PAD_ID, SEP_ID
+from numpretrain.tokenizers.special_tokens import CLS_ID, FIRST_NON_SPECIAL_ID, MASK_ID, PAD_ID, SEP_ID
 
 IS_NEXT = 0  # Hugging Face BertForPreTraining: label 0 means B continues A
 NOT_NEXT = 1  # label 1 means B is from another document

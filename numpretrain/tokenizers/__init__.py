@@ -15,7 +15,8 @@ Imports: errors and storage's json_files.py (JSON files).
 
 from numpretrain.errors import CheckpointError
 from numpretrain.tokenizers.bpe import BPETokenizer
-from numpretrain.tokenizers.char import (
+from numpretrain.tokenizers.char import CharTokenizer
+from numpretrain.tokenizers.special_tokens import (
     CLS,
     CLS_ID,
     FIRST_NON_SPECIAL_ID,
@@ -28,7 +29,6 @@ from numpretrain.tokenizers.char import (
     SPECIAL_TOKENS,
     UNK,
     UNK_ID,
-    CharTokenizer,
     read_tokenizer_json,
 )
 

@@ -13,27 +13,16 @@ special token, so a fill-mask prompt can be typed as plain text:
     '我昨天去了[MASK][MASK]大学参观'
 
 What every tokenizer shares (the special tokens and their ids, the file reader)
-is in special_tokens.py; this file re-exports it.
+is in special_tokens.py.
 """
 
 from numpretrain.errors import CheckpointError
-from numpretrain.tokenizers.special_tokens import (  # noqa: F401  (re-exported: the shared names live in special_tokens.py)
-    CLS,
-    CLS_ID,
+from numpretrain.tokenizers.special_tokens import (
     FIRST_NON_SPECIAL_ID,
-    MASK,
-    MASK_ID,
-    PAD,
-    PAD_ID,
-    SEP,
-    SEP_ID,
     SPECIAL_TOKEN_PATTERN,
     SPECIAL_TOKENS,
-    UNK,
-    UNK_ID,
     SpecialTokenIds,
     check_special_tokens,
-    read_tokenizer_json,
     vocabulary_entries,
 )
 
