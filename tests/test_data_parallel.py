@@ -7,7 +7,6 @@ another rank count continues exactly; a bad option is reported once; a failure o
 stops the job and names the rank. Skips without mpi4py or a launcher (the `mpi` extra).
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ import sys
 import time
 
 import pytest
+from run_files import metrics
 
 pytest.importorskip("mpi4py")
 
@@ -32,7 +32,6 @@ TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16
         "--max-iters", "12", "--eval-interval", "4", "--eval-iters", "3", "--log-interval", "1"]
 GPT = ["pretrain-gpt", *TINY, "--batch-size", "4"]
 BERT = ["pretrain-bert", *TINY, "--batch-size", "8", "--dropout", "0.1"]
-TIMING_FIELDS = ("tokens_per_sec", "elapsed")
 
 
 def mpiexec(n, args, env=None, timeout=120):
@@ -46,11 +45,6 @@ def mpiexec(n, args, env=None, timeout=120):
         command += [sys.executable, "-m", "numpretrain", *args]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment, check=False)
-
-
-def metrics(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        return [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS} for line in f]
 
 
 def state_tensors(run_dir):

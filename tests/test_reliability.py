@@ -9,7 +9,6 @@ Ctrl-C) and feed every entry point bad input. Hostile files are in test_hostile_
 import errno
 import glob
 import importlib.util
-import json
 import os
 import random
 import signal
@@ -18,10 +17,11 @@ import sys
 
 import numpy as np
 import pytest
+from run_files import assert_same_run, final_state, metrics
 
 from numpretrain.app import cli
 from numpretrain.storage import atomic
-from numpretrain.storage.formats import load_safetensors, load_safetensors_metadata
+from numpretrain.storage.formats import load_safetensors
 from numpretrain.storage.runs import load_pretrained
 
 TINY = ["--n-documents", "300", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16",
@@ -29,7 +29,6 @@ TINY = ["--n-documents", "300", "--n-layer", "1", "--n-head", "2", "--n-embd", "
         "--eval-iters", "1", "--log-interval", "1", "--seed", "5"]
 # BERT logs every 2nd step: which steps reach metrics.jsonl must not depend on where a run resumed.
 COMMANDS = {"gpt": ["pretrain-gpt", *TINY], "bert": ["pretrain-bert", *TINY, "--dropout", "0.1", "--log-interval", "2"]}
-TIMING_FIELDS = ("tokens_per_sec", "elapsed")      # the only values that may differ between two runs
 SIGKILLED = -signal.SIGKILL if hasattr(signal, "SIGKILL") else None
 
 # The step the outside kill aims at; random so repeated runs try other moments (printed on failure).
@@ -66,28 +65,6 @@ def run_and_kill_at_step(argv, out, step):
             break
     process.stdout.close()
     return process.wait(timeout=120)
-
-
-def final_state(run_dir):
-    """Every tensor of the weights and of the training state, and the trainer state's JSON."""
-    tensors = {f"model/{k}": v for k, v in load_safetensors(os.path.join(run_dir, "model.safetensors")).items()}
-    state_path = os.path.join(run_dir, "training_state.safetensors")
-    tensors.update({f"state/{k}": v for k, v in load_safetensors(state_path).items()})
-    return tensors, json.loads(load_safetensors_metadata(state_path)["trainer_state"])
-
-
-def metrics(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        return [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS} for line in f]
-
-
-def assert_same_run(expected_dir, actual_dir, context=""):
-    (a, a_state), (b, b_state) = final_state(expected_dir), final_state(actual_dir)
-    assert a.keys() == b.keys(), context
-    for key in a:                                       # bit for bit: equal arrays of equal dtype
-        assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), f"{key} differs {context}"
-    assert a_state == b_state, context                  # step, RNG states, optimizer step counts ...
-    assert metrics(expected_dir) == metrics(actual_dir), context
 
 
 def temp_files(run_dir):

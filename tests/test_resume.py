@@ -13,11 +13,12 @@ import shutil
 
 import numpy as np
 import pytest
+import run_files
+from run_files import final_state, metrics
 
 import numpretrain
 from numpretrain.app import cli
 from numpretrain.app.settings import NOT_SETTINGS, TRAIN_FIELDS
-from numpretrain.storage.formats import load_safetensors, load_safetensors_metadata
 from numpretrain.training.trainer import Trainer
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
@@ -27,7 +28,6 @@ COMMANDS = {"gpt": ["pretrain-gpt", *TINY], "bert": ["pretrain-bert", *TINY, "--
 # fine-tuning checkpoints where it logs: every 2 steps here
 FINETUNE = ["--task", "reviews", "--labels", "16", "--batch-size", "4", "--max-iters", "6", "--log-interval", "2",
             "--lr", "3e-3", "--dropout", "0.1"]
-TIMING_FIELDS = ("tokens_per_sec", "elapsed")       # the only values that may differ between two runs
 
 
 # ----- helpers -----
@@ -39,31 +39,13 @@ def folder_bytes(path):
     return {name: open(os.path.join(path, name), "rb").read() for name in sorted(os.listdir(path))}
 
 
-def final_state(run_dir):
-    """Every tensor of the weights and of the training state, and the trainer state's JSON."""
-    tensors = {f"model/{k}": v for k, v in load_safetensors(os.path.join(run_dir, "model.safetensors")).items()}
-    state_path = os.path.join(run_dir, "training_state.safetensors")
-    tensors.update({f"state/{k}": v for k, v in load_safetensors(state_path).items()})
-    return tensors, json.loads(load_safetensors_metadata(state_path)["trainer_state"])
-
-
-def metrics(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        return [{k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS} for line in f]
-
-
 def config(run_dir):
     with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
         return json.load(f)
 
 
 def assert_same_run(expected_dir, actual_dir):
-    (a, a_state), (b, b_state) = final_state(expected_dir), final_state(actual_dir)
-    assert a.keys() == b.keys()
-    for key in a:                                        # bit for bit: equal arrays of equal dtype
-        assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), f"{key} differs"
-    assert a_state == b_state                            # step, RNG states, optimizer step counts ...
-    assert metrics(expected_dir) == metrics(actual_dir)
+    run_files.assert_same_run(expected_dir, actual_dir)
     assert config(expected_dir) == config(actual_dir)
 
 
