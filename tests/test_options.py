@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import pytest
 
 from numpretrain.app import cli
@@ -46,10 +47,11 @@ def train_fields_of(command):
 # ----- defaults: the dataclass's, or the command's documented override -----
 
 def test_the_overrides_are_the_documented_ones():
-    # the defaults each command had before the options came from the dataclasses (issue 17)
+    # the defaults each command had before the options came from the dataclasses (issue 17), and
+    # pretrain-bert's schedule that carries the textbook objective past its plateau (issue 23)
     assert cli.COMMAND_DEFAULTS == {
         "pretrain-gpt": {"out": "runs/gpt"},
-        "pretrain-bert": {"out": "runs/bert", "dropout": 0.1},
+        "pretrain-bert": {"out": "runs/bert", "dropout": 0.1, "max_iters": 3000, "lr": 2e-3, "min_lr": 2e-4},
         "finetune": {"lr": 3e-4, "min_lr": 3e-5, "warmup_iters": 20, "weight_decay": 0.01, "batch_size": 16,
                      "max_iters": 200, "log_interval": 20}}
     assert BertConfig.dropout == 0.1 and GPTConfig.dropout == 0.0   # so pretrain-bert's override is BERT's own
@@ -170,6 +172,17 @@ def test_a_typed_warmup_is_never_shortened_even_when_it_equals_the_default(typed
     # the user typed it, so it is theirs; telling "typed" from "default" by value would miss this
     with pytest.raises(ConfigError, match="^--warmup-iters 100 is more than --max-iters 80$"):
         train_config(parse("pretrain-gpt", "--max-iters", "80", *typed), log=print)
+
+
+def test_a_default_min_lr_above_the_typed_lr_is_lowered_and_a_typed_one_refused():
+    notes = []
+    config = train_config(parse("finetune", "--lr", "1e-5"), log=notes.append)
+    assert config.lr == 1e-5 and np.isclose(config.min_lr, 1e-6)
+    assert notes == ["note: --min-lr lowered from the default 3e-05 to 1e-06, a tenth of --lr 1e-05"]
+    with pytest.raises(ConfigError, match=r"^--min-lr 3e-05 is above --lr 1e-05: the cosine decay would rise$"):
+        train_config(parse("finetune", "--lr", "1e-5", "--min-lr", "3e-5"), log=print)
+    with pytest.raises(ConfigError, match="min_lr 0.002 is above lr 0.001"):
+        TrainConfig(lr=1e-3, min_lr=2e-3)
 
 
 def test_an_abbreviated_option_is_refused(capsys):

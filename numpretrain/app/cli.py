@@ -50,7 +50,10 @@ FINETUNE_WITHOUT = ("eval_interval", "eval_iters")    # fine-tuning evaluates on
 # Where a command wants another default than its dataclass's: every such difference, here and only here.
 COMMAND_DEFAULTS = {
     "pretrain-gpt": {"out": "runs/gpt"},
-    "pretrain-bert": {"out": "runs/bert", "dropout": BertConfig.dropout},     # BERT's own dropout, not GPT's 0
+    # BERT's own dropout, not GPT's 0; lr 2e-3 and 3,000 steps carry BERT's MLM loss past its long
+    # plateau at this size (at 1e-3 it is still there after 1,500 steps: demos/bert_recipes.py)
+    "pretrain-bert": {"out": "runs/bert", "dropout": BertConfig.dropout, "max_iters": 3000, "lr": 2e-3,
+                      "min_lr": 2e-4},
     # a few hundred labelled texts on a pretrained body: a short, gentle, lightly decayed run
     "finetune": {"batch_size": 16, "max_iters": 200, "lr": 3e-4, "min_lr": 3e-5, "warmup_iters": 20,
                  "weight_decay": 0.01, "log_interval": 20},
@@ -250,8 +253,15 @@ def build_parser():
                    help="the same architecture, randomly initialised")
     p.add_argument("--freeze", action=NoteGiven, nargs=0, const=True, default=False,
                    help="train the head alone on the frozen body (a linear probe)")
-    p.add_argument("--pooling", action=NoteGiven, choices=("last", "cls", "mean"), default=None,
-                   help="GPT: last (default); BERT: cls (default) or mean")
+    p.add_argument("--pooling", action=NoteGiven, choices=("last", "cls", "mean", "cloze"), default=None,
+                   help="GPT: last (default); BERT: cls (default), mean, or cloze (no new layer: the MLM head "
+                        "scores --verbalizers at the [MASK]s of --cloze)")
+    p.add_argument("--cloze", action=NoteGiven, default=None, metavar="TEMPLATE",
+                   help="--pooling cloze: the text the model reads, {text} and one [MASK] per verbalizer token "
+                        "(--task reviews: \"{text}非常[MASK][MASK]。\")")
+    p.add_argument("--verbalizers", action=NoteGiven, type=lambda text: text.split(","), default=None,
+                   metavar="WORD,WORD", help="--pooling cloze: one word per label, in label order "
+                                             "(--task reviews: 失望,满意)")
     add_config_options(p, ClassifierConfig, ("lm_weight",))
     p.add_argument("--data-seed", action=NoteGiven, type=seed, default=0,
                    help="seed of the built-in reviews' adjective split (default %(default)s)")

@@ -6,6 +6,8 @@ The labelled data is the built-in reviews (`--task reviews`: held-out-adjective 
 see data/reviews.py) or a user's TSV/JSONL files. `--from-scratch` trains the same
 architecture with freshly initialised weights, `--freeze` trains the head alone (a linear
 probe), and the report gives accuracy, macro-F1 and the confusion matrix on the test split.
+A BERT with `--pooling cloze` adds no layer: its MLM head scores a word per label
+(`--verbalizers`) at the [MASK]s of a question written around the text (`--cloze`).
 
 Two things keep it quick on a CPU: every batch is cut to its longest text (`trim`; reviews
 are a few dozen characters, the context 64), and a frozen body runs once per text
@@ -27,10 +29,10 @@ from numpretrain.app.pretrain import train_config
 from numpretrain.app.settings import open_run, record_run
 from numpretrain.autograd.softmax import stable_softmax
 from numpretrain.autograd.tensor import no_grad
-from numpretrain.data import LabelVocabulary, encode_for_bert, encode_for_gpt, load_labelled_file
-from numpretrain.data.builtin.reviews import LABEL_NAMES, review_dataset
+from numpretrain.data import LabelVocabulary, encode_cloze, encode_for_bert, encode_for_gpt, load_labelled_file
+from numpretrain.data.builtin.reviews import LABEL_NAMES, REVIEW_CLOZE, REVIEW_VERBALIZERS, review_dataset
 from numpretrain.data.text_files import split_sentences
-from numpretrain.errors import CheckpointError, DataError
+from numpretrain.errors import CheckpointError, ConfigError, DataError
 from numpretrain.models.heads import BertClassifier, ClassifierConfig, GPTClassifier, load_body
 from numpretrain.storage.formats import load_safetensors
 from numpretrain.storage.runs import MODEL_FILE, load_pretrained
@@ -102,6 +104,8 @@ def encode(model, tokenizer, texts, max_length, labels=None):
     """Texts (or (a, b) pairs) -> the arrays the model's classifier reads (see data/classify.py)."""
     if isinstance(model, GPTClassifier):
         return encode_for_gpt([as_gpt_text(text) for text in texts], tokenizer, max_length, labels)
+    if model.config.pooling == "cloze":
+        return encode_cloze(list(texts), model.config.cloze, tokenizer, max_length, labels)
     return encode_for_bert(list(texts), tokenizer, max_length, labels)
 
 
@@ -170,18 +174,40 @@ def body_features(model, data, batch_size=128):
     return {"features": features, **({"labels": data["labels"]} if "labels" in data else {})}
 
 
+def cloze_fields(tokenizer, cloze, verbalizers, n_labels):
+    """ClassifierConfig's cloze fields: the question, its words and their token ids, checked to fit."""
+    if not cloze or not verbalizers:
+        raise ConfigError("--pooling cloze needs --cloze (a question around {text} with [MASK]s) and "
+                          "--verbalizers (a word per label, comma-separated)")
+    if len(verbalizers) != n_labels:
+        raise ConfigError(f"--verbalizers gives {len(verbalizers)} words for {n_labels} labels")
+    if cloze.count("{text}") != 1:
+        raise ConfigError(f"--cloze must hold {{text}} once, where the text goes, got {cloze!r}")
+    ids = [tokenizer.encode(word) for word in verbalizers]
+    masks = tokenizer.encode(cloze.replace("{text}", "")).count(tokenizer.mask_id)
+    if any(len(word_ids) != masks for word_ids in ids) or tokenizer.unk_id in sum(ids, []):
+        raise ConfigError(f"--cloze {cloze!r} has {masks} [MASK]s, so each verbalizer must be {masks} tokens the "
+                          f"model knows; {', '.join(f'{w} is {len(i)}' for w, i in zip(verbalizers, ids))}"
+                          + (" (with [UNK])" if tokenizer.unk_id in sum(ids, []) else ""))
+    return dict(cloze=cloze, verbalizers=list(verbalizers), verbalizer_ids=ids, mask_id=tokenizer.mask_id)
+
+
 def build_classifier(ckpt, n_labels, labels, from_scratch=False, pooling=None, lm_weight=0.5, dropout=0.1, seed=0,
-                     classifier_bias=True):
+                     classifier_bias=True, cloze=None, verbalizers=None):
     """A classifier whose body is the pretrained model in ckpt (or, from scratch, the same architecture)."""
     body, tokenizer, body_config = load_pretrained(ckpt, expect=("gpt", "bert"))
     kind = body_config.to_dict()["model_type"]
     pooling = pooling or ("last" if kind == "gpt" else "cls")
+    cloze = cloze_fields(tokenizer, cloze, verbalizers, n_labels) if pooling == "cloze" else {}
     config = ClassifierConfig(body=body_config.to_dict(), n_labels=n_labels, labels=labels, pooling=pooling,
                               lm_weight=lm_weight if kind == "gpt" else 0.0, dropout=dropout,
-                              classifier_bias=classifier_bias)
+                              classifier_bias=classifier_bias, **cloze)
     model = (GPTClassifier if kind == "gpt" else BertClassifier)(config, rng=np.random.default_rng(seed))
     if not from_scratch:
         weights = load_safetensors(os.path.join(ckpt, MODEL_FILE))
+        if cloze:                  # the body and the MLM head, as pretrained (the NSP head stays behind)
+            load_body(model, weights, os.path.join(ckpt, MODEL_FILE))
+            return model, tokenizer
         if kind == "bert":
             weights = {k[len("bert."):]: v for k, v in weights.items() if k.startswith("bert.")}
         load_body(model.body, weights, os.path.join(ckpt, MODEL_FILE))
@@ -205,9 +231,18 @@ def finetune(options, log=print):
     train, test, extra, labels = labelled_data(options)
     if options.labels:
         train = train[:options.labels]
+    cloze, verbalizers = options.cloze, options.verbalizers
+    if (cloze or verbalizers) and options.pooling != "cloze":
+        raise ConfigError("--cloze and --verbalizers are for --pooling cloze")
+    if options.pooling == "cloze":
+        if options.freeze:
+            raise ConfigError("--freeze trains the classifier layer alone, and --pooling cloze has none "
+                              "(its MLM head is part of the body)")
+        if options.task == "reviews":               # the built-in question, where none is given
+            cloze, verbalizers = cloze or REVIEW_CLOZE, verbalizers or list(REVIEW_VERBALIZERS)
     model, tokenizer = build_classifier(options.ckpt, len(labels), labels, options.from_scratch,
                                         options.pooling, options.lm_weight, options.dropout, options.seed,
-                                        not getattr(options, "no_classifier_bias", False))
+                                        not getattr(options, "no_classifier_bias", False), cloze, verbalizers)
     if resumed and model.config.to_dict() != resumed.model_config.to_dict():
         raise CheckpointError(f"{options.out}: its model is not the one --ckpt {options.ckpt} and the labelled "
                               f"data make now (have they changed since the run started?)")

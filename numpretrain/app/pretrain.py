@@ -85,10 +85,27 @@ def fit_warmup(options, log=print):
     return run
 
 
+def fit_min_lr(options, log=print):
+    """The run's final learning rate: a default above --lr lowered to a tenth of it; one typed, checked.
+
+    `finetune --lr 1e-5` leaves --min-lr at its default 3e-5, and a cosine "decay" from 1e-5 up to
+    3e-5 is not what anyone asked for; a tenth of the peak is the ratio every command's defaults keep.
+    """
+    if options.min_lr <= options.lr:
+        return options.min_lr
+    given = getattr(options, "given", None)
+    if given is None or "min_lr" in given:
+        raise ConfigError(f"--min-lr {options.min_lr:g} is above --lr {options.lr:g}: the cosine decay would rise")
+    log(f"note: --min-lr lowered from the default {options.min_lr:g} to {options.lr / 10:g}, a tenth of --lr "
+        f"{options.lr:g}")
+    return options.lr / 10
+
+
 def train_config(options, log=print, **values):
-    """The run's TrainConfig, read from its options, with the warm-up fitted to the run; under
-    mpiexec, its batch checked to split evenly over the ranks."""
-    config = config_from_options(TrainConfig, options, **{"warmup_iters": fit_warmup(options, log), **values})
+    """The run's TrainConfig, read from its options, with the warm-up fitted to the run and the final
+    learning rate to the peak; under mpiexec, its batch checked to split evenly over the ranks."""
+    fitted = {"warmup_iters": fit_warmup(options, log), "min_lr": fit_min_lr(options, log)}
+    config = config_from_options(TrainConfig, options, **{**fitted, **values})
     check_batch_split(config.batch_size, config.grad_accum)
     return config
 

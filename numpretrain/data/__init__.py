@@ -29,6 +29,7 @@ from numpretrain.data.builtin.reviews import (
 from numpretrain.data.classify import (
     LabelledExample,
     LabelVocabulary,
+    encode_cloze,
     encode_for_bert,
     encode_for_gpt,
     load_labelled_file,

@@ -19,6 +19,8 @@ Encoding (as run_classifier.py in google-research/bert and the GPT paper):
         the classifier reads the pooled [CLS] position.
   GPT   `text` or `a [SEP] b` with no [CLS]; the classifier reads the last real
         token, so the batch carries its index per row.
+  cloze `[CLS] template [SEP]`, the text in the template's {text} and the
+        template's [MASK]s kept: a too long text is cut, never the [MASK]s.
 Sequences longer than max_length are cut from the end (for pairs, from the
 longer side, as run_classifier.py's _truncate_seq_pair), then padded on the
 right with [PAD] to a fixed (N, max_length) shape.
@@ -257,6 +259,24 @@ def encode_for_bert(texts, tokenizer, max_length, label_ids=None):
             ids = [cls_id] + a + [sep_id]
             segments = [0] * len(ids)
         examples.append(PretrainingExample(ids, segments))
+    return _finish(examples, tokenizer, max_length, label_ids)
+
+
+def encode_cloze(texts, template, tokenizer, max_length, label_ids=None):
+    """Texts -> the arrays of encode_for_bert, each text written into `template` at "{text}".
+
+    A text is cut from its end to leave room for the template, whose [MASK]s the classifier reads.
+    """
+    before, after = (tokenizer.encode(part) for part in template.split("{text}"))
+    room = max_length - 2 - len(before) - len(after)            # [CLS] before text after [SEP]
+    if room < 1:
+        raise DataError(f"the cloze {template!r} leaves no room for a text in {max_length} tokens")
+    examples = []
+    for text in texts:
+        if isinstance(text, tuple):
+            raise DataError("a cloze reads single texts, not (text, text_b) pairs")
+        ids = [tokenizer.cls_id] + before + tokenizer.encode(text)[:room] + after + [tokenizer.sep_id]
+        examples.append(PretrainingExample(ids, [0] * len(ids)))
     return _finish(examples, tokenizer, max_length, label_ids)
 
 

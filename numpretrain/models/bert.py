@@ -121,19 +121,24 @@ class BertModel(Module):
         return x, pooled
 
 
+def add_mlm_head(model, config, rng):
+    """The MLM head's parameters on `model` (BertForPreTraining, or a cloze classifier that reuses them):
+    a transform (dense + GELU + LayerNorm), then the token embedding matrix (tied) and a bias decode it."""
+    C = config.n_embd
+    model.mlm_dense = Linear(C, C)
+    model.mlm_LayerNorm = LayerNorm(C, eps=config.layer_norm_eps)
+    model.mlm_bias = Parameter(np.zeros(config.vocab_size, dtype=np.float32))
+    init_weights(model.mlm_dense, rng=rng)
+
+
 class BertForPreTraining(Module):
     def __init__(self, config, rng=None):
         super().__init__()
         rng = rng if rng is not None else np.random.default_rng(0)
         self.config = config
         self.bert = BertModel(config, rng=rng)
-        C = config.n_embd
-        # MLM head: transform, then decode with the token embedding matrix (tied) plus a bias
-        self.mlm_dense = Linear(C, C)
-        self.mlm_LayerNorm = LayerNorm(C, eps=config.layer_norm_eps)
-        self.mlm_bias = Parameter(np.zeros(config.vocab_size, dtype=np.float32))
-        self.nsp = Linear(C, 2)
-        init_weights(self.mlm_dense, rng=rng)
+        add_mlm_head(self, config, rng)
+        self.nsp = Linear(config.n_embd, 2)
         init_weights(self.nsp, rng=rng)
 
     def mlm_logits(self, hidden):

@@ -4,7 +4,10 @@
                     real token, trained with the language-modelling loss added as an
                     auxiliary objective (weight lm_weight, 0.5 by default)
     BertClassifier  dropout + linear on the pooled [CLS] output (pooling="cls", BERT's
-                    recipe) or on the mean of the real tokens' states (pooling="mean")
+                    recipe) or on the mean of the real tokens' states (pooling="mean"); or no
+                    new layer at all (pooling="cloze"): the pretraining MLM head scores one word
+                    per label at [MASK]s written after the text, as PET (Schick and Schuetze,
+                    2021) asks a BERT a cloze question
 
 Both take their body's config inside a ClassifierConfig, so a fine-tuned model saves
 and loads like any other run directory. `load_body` copies pretrained weights in.
@@ -18,8 +21,8 @@ import numpy as np
 
 from numpretrain.autograd import functional as F
 from numpretrain.autograd.tensor import Tensor
-from numpretrain.errors import CheckpointError, ConfigError
-from numpretrain.models.bert import BertConfig, BertModel
+from numpretrain.errors import CheckpointError, ConfigError, DataError
+from numpretrain.models.bert import BertConfig, BertForPreTraining, BertModel, add_mlm_head
 from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.nn import Dropout, Linear, Module, init_weights
 
@@ -31,17 +34,22 @@ class ClassifierConfig:
     body: dict                      # the GPT or BERT config, as its to_dict()
     n_labels: int = 2
     labels: list = field(default_factory=list)   # label names, in id order
-    pooling: str = "last"           # "last" (GPT), "cls" or "mean" (BERT)
+    pooling: str = "last"           # "last" (GPT), "cls", "mean" or "cloze" (BERT)
     lm_weight: float = LM_WEIGHT    # GPT only: weight of the auxiliary LM loss
     dropout: float = 0.1            # dropout probability on the vector the classifier layer reads
     classifier_bias: bool = True    # a bias in the classifier layer (the GPT paper's W_y and
                                     # transformers' GPT classifiers have none)
+    cloze: str = ""                 # pooling "cloze": the text the model reads, "{text}" and one [MASK] per
+                                    # token of a verbalizer, e.g. "{text}非常[MASK][MASK]。"
+    verbalizers: list = field(default_factory=list)      # pooling "cloze": one word per label, in label order
+    verbalizer_ids: list = field(default_factory=list)   # their token ids (n_labels, n_masks)
+    mask_id: int = None             # pooling "cloze": the tokenizer's [MASK] id
 
     def __post_init__(self):
         if self.n_labels < 2:
             raise ConfigError(f"a classifier needs at least 2 labels, got {self.n_labels}")
         kind = self.body.get("model_type")
-        allowed = {"gpt": ("last",), "bert": ("cls", "mean")}.get(kind)
+        allowed = {"gpt": ("last",), "bert": ("cls", "mean", "cloze")}.get(kind)
         if allowed is None:
             raise ConfigError(f"a classifier body must be a gpt or bert config, got model_type={kind!r}")
         if self.pooling not in allowed:
@@ -52,6 +60,22 @@ class ClassifierConfig:
             raise ConfigError(f"ClassifierConfig.dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.lm_weight < float("inf"):      # a negative weight would reward forgetting the language
             raise ConfigError(f"ClassifierConfig.lm_weight must be a finite number >= 0, got {self.lm_weight}")
+        if self.pooling == "cloze":
+            self._check_cloze()
+
+    def _check_cloze(self):
+        if not isinstance(self.cloze, str) or self.cloze.count("{text}") != 1:
+            raise ConfigError(f"a cloze must hold {{text}} once, where the text goes, got {self.cloze!r}")
+        words, ids = self.verbalizers, self.verbalizer_ids
+        if not (isinstance(words, list) and len(words) == self.n_labels and all(isinstance(w, str) for w in words)):
+            raise ConfigError(f"a cloze needs one verbalizer (a word) per label, {self.n_labels} in all, got {words!r}")
+        rows = isinstance(ids, list) and len(ids) == self.n_labels and all(
+            isinstance(row, list) and len(row) == len(ids[0]) >= 1 for row in ids)
+        if not rows or not all(isinstance(i, int) and 0 <= i < self.vocab_size for row in ids for i in row):
+            raise ConfigError(f"verbalizer_ids must be {self.n_labels} rows of as many token ids below "
+                              f"{self.vocab_size}, one row per verbalizer, got {str(ids)[:80]}")
+        if not (isinstance(self.mask_id, int) and 0 <= self.mask_id < self.vocab_size):
+            raise ConfigError(f"a cloze needs the [MASK] id, an integer below {self.vocab_size}, got {self.mask_id!r}")
 
     @property
     def body_config(self):
@@ -64,7 +88,10 @@ class ClassifierConfig:
     def to_dict(self):
         return {"model_type": f"{self.body['model_type']}_classifier", "body": self.body,
                 "n_labels": self.n_labels, "labels": list(self.labels), "pooling": self.pooling,
-                "lm_weight": self.lm_weight, "dropout": self.dropout, "classifier_bias": self.classifier_bias}
+                "lm_weight": self.lm_weight, "dropout": self.dropout, "classifier_bias": self.classifier_bias,
+                **({"cloze": self.cloze, "verbalizers": list(self.verbalizers),
+                    "verbalizer_ids": [list(row) for row in self.verbalizer_ids], "mask_id": self.mask_id}
+                   if self.pooling == "cloze" else {})}
 
     @classmethod
     def from_dict(cls, config):
@@ -102,7 +129,11 @@ class SequenceClassifier(Module):
 
     def classify(self, features, labels=None):
         """features (B, C) -> {"logits" (B, n_labels)} and, given labels (B,), cls_loss, loss, accuracy."""
-        logits = self.classifier(self.dropout(features))                   # (B, n_labels)
+        return self.scored(self.classifier(self.dropout(features)), labels)    # (B, n_labels)
+
+    @staticmethod
+    def scored(logits, labels=None):
+        """{"logits" (B, n_labels)} and, given labels (B,), cls_loss, loss and accuracy."""
         out = {"logits": logits}
         if labels is not None:
             out["cls_loss"] = out["loss"] = F.cross_entropy(logits, labels)
@@ -151,7 +182,13 @@ class BertClassifier(SequenceClassifier):
         super().__init__()
         rng = rng if rng is not None else np.random.default_rng(0)
         self.bert = BertModel(config.body_config, rng=rng)
-        self._init_head(config, rng)
+        if config.pooling == "cloze":
+            self.config = config
+            add_mlm_head(self, config.body_config, rng)     # the pretraining MLM head, loaded with the body
+        else:
+            self._init_head(config, rng)
+
+    mlm_logits = BertForPreTraining.mlm_logits      # the cloze reads the pretraining MLM head, names and all
 
     def body_features(self, batch):
         """(sequence output (B, T, C), the pooled [CLS] output or the mean of the real tokens' states (B, C))."""
@@ -166,7 +203,27 @@ class BertClassifier(SequenceClassifier):
         """batch: input_ids, token_type_ids, attention_mask (B, T), optional labels (B,)."""
         if "features" in batch:
             return self.classify(Tensor(batch["features"]), batch.get("labels"))
+        if self.config.pooling == "cloze":
+            return self.scored(self.cloze_scores(batch), batch.get("labels"))
         return self.classify(self.body_features(batch)[1], batch.get("labels"))
+
+    def cloze_scores(self, batch):
+        """Each label's log P(its verbalizer at the text's [MASK]s), by the MLM head: (B, n_labels).
+
+        The L [MASK]s of a row are predicted together, each from the text and the other [MASK]s,
+        so a word scores the sum of its tokens' log-probabilities, one at each [MASK] in order.
+        """
+        ids = batch["input_ids"]                                                    # (B, T)
+        words = np.asarray(self.config.verbalizer_ids)                              # (n_labels, L)
+        B, L = len(ids), words.shape[1]
+        rows, cols = np.nonzero(ids == self.config.mask_id)                         # row by row, left to right
+        if not np.array_equal(np.bincount(rows, minlength=B), np.full(B, L)):
+            raise DataError(f"every text of a cloze needs exactly {L} [MASK]s, as its verbalizers have tokens; "
+                            f"some have {sorted(set(np.bincount(rows, minlength=B).tolist()) - {L})}")
+        hidden, _ = self.bert(ids, batch.get("token_type_ids"), batch["attention_mask"])   # (B, T, C)
+        logprobs = F.log_softmax(self.mlm_logits(hidden[rows, cols]))               # (B*L, V)
+        logprobs = logprobs.reshape(B, L, -1)                                        # (B, L, V)
+        return logprobs[:, np.arange(L), words].sum(axis=-1)                        # (B, n_labels, L) -> (B, n_labels)
 
     @property
     def body(self):

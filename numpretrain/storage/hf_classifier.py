@@ -90,7 +90,9 @@ def architecture_of(model):
     config = model.config
     if isinstance(model, BertClassifier):
         if config.pooling != "cls":
-            raise ConfigError(f"this BERT classifier reads the mean of its tokens' states (--pooling {config.pooling}); "
+            reads = {"mean": "the mean of its tokens' states",
+                     "cloze": "its MLM head's scores of the verbalizers at [MASK]s"}[config.pooling]
+            raise ConfigError(f"this BERT classifier reads {reads} (--pooling {config.pooling}); "
                               f"BertForSequenceClassification reads the pooled [CLS] output, so no transformers "
                               f"class computes its logits (fine-tune with --pooling cls to export)")
         return "BertForSequenceClassification"

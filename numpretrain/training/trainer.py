@@ -111,6 +111,8 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig.{field} must be a finite number, got {getattr(self, field)}")
         if self.lr <= 0:
             raise ConfigError(f"TrainConfig.lr must be positive, got {self.lr}")
+        if self.min_lr > self.lr:
+            raise ConfigError(f"TrainConfig.min_lr {self.min_lr:g} is above lr {self.lr:g}: the cosine decay would rise")
         for field in ("warmup_iters", "min_lr", "weight_decay", "grad_clip"):
             if getattr(self, field) < 0:
                 raise ConfigError(f"TrainConfig.{field} must not be negative, got {getattr(self, field)}")

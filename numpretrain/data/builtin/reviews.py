@@ -68,6 +68,11 @@ DOMAIN_NAMES = tuple(REVIEW_DOMAINS)
 
 DEGREES = ("很", "非常", "特别", "十分", "真的很")
 
+# A cloze question on a review for a BERT (finetune --pooling cloze): the closings 非常失望 and
+# 非常满意 differ only after 非常, so what the MLM head expects there is its guess at the polarity.
+REVIEW_CLOZE = "{text}非常[MASK][MASK]。"
+REVIEW_VERBALIZERS = ("失望", "满意")    # in LABEL_NAMES order: negative, positive
+
 
 # ----------------------------------------------------------------------------
 # sentences

@@ -1,0 +1,180 @@
+"""BERT's pretraining recipes, one factor at a time: why the textbook recipe did not transfer, and what does.
+
+    python demos/bert_recipes.py                          # every row x 3 pretraining seeds: 1.5 to 2 hours on 2 cores
+    python demos/bert_recipes.py --rows textbook,default --seeds 0     # a part of it
+
+The textbook recipe is BERT's objective as the paper states it (15% of the characters
+chosen, 80% [MASK] / 10% random / 10% kept, next sentence prediction on pairs that are half
+true) trained the way this project first trained it: lr 1e-3, 1,500 steps, half of the
+documents reviews. It transferred poorly. The transfer recipe changed five things at once
+(30% masking, no NSP, reviews only, lr 2e-3, 2,000 steps). Each row here changes ONE of them
+from the textbook recipe, so the table says which one mattered; the last rows are the transfer
+recipe and this project's default (`pretrain-bert`, demos/pretrain_bert.py), the textbook
+objective trained at lr 2e-3.
+
+For every pretrained BERT (runs/bert_recipes/<row>_seed<N>, reused when finished):
+  MLM loss    its last validation MLM loss (nats per chosen character)
+  gate        the label-free adjective-embedding gate of demos/finetune_classifier.py
+  16 / 64     held-out-adjective test accuracy after fine-tuning on 16 / 64 labelled reviews
+              (mean pooling, lr 3e-4, 60 steps, as the fine-tuning demo; 3 data seeds)
+  cloze       the MLM head asked "{review}非常[MASK][MASK]。", 失望 or 满意? (finetune --pooling cloze):
+              with no label (zero-shot) and fine-tuned on 16 labels (3 data seeds)
+  fill-mask   how many of the corpus's 10 fill-mask probes it fills with an expected answer
+Each cell is the mean [min-max] over the pretraining seeds (a seed's value: the mean over its
+data seeds). Pretraining runs go to --jobs processes of one thread each.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+# One BLAS thread per process: --jobs processes use the cores better than one process's threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpretrain  # noqa: E402, F401, I001  (before NumPy, so its threads get every core: numpretrain/speed/threads.py)
+import numpy as np  # noqa: E402
+
+from numpretrain.app import cli, probing  # noqa: E402
+from numpretrain.data.builtin.probes import fill_mask_probes  # noqa: E402
+from numpretrain.storage.runs import load_pretrained  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from finetune_classifier import (  # noqa: E402  (the fine-tuning demo's measurements, reused)
+    BERT_TRANSFER_RECIPE, CLOZE, COMMON, cloze_zero_shot, embedding_gate, finetune_accuracy, finished,
+    input_embeddings, last_val_loss)
+from pretrain_bert import FULL as DEFAULT_RECIPE  # noqa: E402
+
+# The textbook recipe as the BERT demo ran it before (demos/pretrain_bert.py's FULL then).
+TEXTBOOK = ["--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "64", "--batch-size", "32",
+            "--max-iters", "1500", "--lr", "1e-3", "--min-lr", "1e-4", "--warmup-iters", "100",
+            "--eval-interval", "250", "--log-interval", "50", "--n-documents", "40000", "--dropout", "0.1"]
+# row name -> the pretrain-bert options (later options win over earlier ones, as argparse reads them)
+ROWS = {
+    "textbook": TEXTBOOK,
+    "masking 30%": [*TEXTBOOK, "--mask-prob", "0.3", "--max-predictions", "32"],
+    "no NSP": [*TEXTBOOK, "--no-nsp"],
+    "reviews only": [*TEXTBOOK, "--review-share", "1.0"],
+    "lr 2e-3": [*TEXTBOOK, "--lr", "2e-3", "--min-lr", "2e-4"],
+    "2000 steps": [*TEXTBOOK, "--max-iters", "2000"],
+    "transfer recipe": BERT_TRANSFER_RECIPE,
+    "default": DEFAULT_RECIPE,
+}
+MEAN_POOLING = [*COMMON, "--max-iters", "60", "--lr", "3e-4", "--min-lr", "3e-5", "--pooling", "mean"]   # as the
+CLOZE_16 = [*COMMON, *CLOZE]                                                       # fine-tuning demo's rows
+DATA_SEEDS = (0, 1, 2)
+
+
+def run_dir(row, seed):
+    return os.path.join("runs", "bert_recipes", f"{row.replace(' ', '_').replace(',', '').replace('%', 'pct')}_seed{seed}")
+
+
+def pretrain(job):
+    """Pretrain one (row, seed) BERT unless it is there, its progress lines in its train.log."""
+    row, seed = job
+    out = run_dir(row, seed)
+    if finished(out):
+        return job, 0.0
+    os.makedirs(out, exist_ok=True)
+    resume = ["--resume"] if os.path.exists(os.path.join(out, "config.json")) else []
+    started = time.time()
+    with open(os.path.join(out, "train.log"), "a", encoding="utf-8", buffering=1) as log, contextlib.redirect_stdout(log):
+        status = cli.main(["pretrain-bert", "--out", out, *ROWS[row], "--seed", str(seed), *resume])
+    if status:
+        raise RuntimeError(f"pretrain-bert for {out} failed (status {status}); see {out}/train.log")
+    return job, time.time() - started
+
+
+def fill_mask_score(model, tokenizer):
+    """How many fill-mask probes the model fills with an expected answer (a reviews-only model lacks
+    most of their characters, and scores 0 without a warning for each)."""
+    fill = lambda prompt: probing.fill_mask(model, tokenizer, prompt, top_k=1, warn=lambda message: None)[1]
+    return sum(any(probe.filled(answer) == fill(probe.prompt) for answer in probe.expected)
+               for probe in fill_mask_probes())
+
+
+def evaluate(job):
+    """Every column of the table for one pretrained BERT."""
+    row, seed = job
+    ckpt = run_dir(row, seed)
+    model, tokenizer, _ = load_pretrained(ckpt, expect="bert")
+    with open(os.path.join(ckpt, "metrics.jsonl"), encoding="utf-8") as f:
+        last = [r for r in map(json.loads, filter(str.strip, f)) if "val_loss" in r][-1]
+    test = lambda n, options: float(np.mean([finetune_accuracy(ckpt, n, s, options)[0] for s in DATA_SEEDS]))
+    return job, {
+        "mlm_loss": last.get("val_mlm_loss", last_val_loss(ckpt)), "nsp_acc": last.get("val_nsp_acc"),
+        "gate": float(np.mean([embedding_gate(input_embeddings(model), tokenizer, s) for s in DATA_SEEDS])),
+        "16": test(16, MEAN_POOLING), "64": test(64, MEAN_POOLING),
+        "cloze_zero_shot": float(np.mean([cloze_zero_shot(ckpt, s) for s in DATA_SEEDS])),
+        "cloze_16": test(16, CLOZE_16),
+        "fill_mask": fill_mask_score(model, tokenizer),
+    }
+
+
+COLUMNS = (("MLM loss", "mlm_loss", "{:.2f}"), ("gate", "gate", "{:.2f}"), ("16 labels", "16", "{:.2f}"),
+           ("64 labels", "64", "{:.2f}"), ("cloze, no label", "cloze_zero_shot", "{:.2f}"),
+           ("cloze, 16 labels", "cloze_16", "{:.2f}"), ("fill-mask /10", "fill_mask", "{:.1f}"))
+
+
+def cell(values, form):
+    values = np.asarray(values, dtype=float)
+    if len(values) == 1:
+        return form.format(values[0])
+    return f"{form.format(values.mean())} [{form.format(values.min())}-{form.format(values.max())}]"
+
+
+def print_table(results, rows, seeds):
+    """A Markdown table: one line per row, each cell over the pretraining seeds."""
+    print(f"\n| recipe ({len(seeds)} pretraining seed{'s' if len(seeds) > 1 else ''}) | "
+          + " | ".join(name for name, _, _ in COLUMNS) + " |")
+    print("|---" * (len(COLUMNS) + 1) + "|")
+    for row in rows:
+        found = [results[row][seed] for seed in seeds if seed in results.get(row, {})]
+        if found:
+            print(f"| {row} | " + " | ".join(cell([r[key] for r in found], form) for _, key, form in COLUMNS) + " |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows (default: all: %(default)s)")
+    parser.add_argument("--seeds", default="0,1,2", help="pretraining seeds (default %(default)s)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="pretraining and evaluation runs in parallel processes (default %(default)s)")
+    args = parser.parse_args()
+    rows = [row.strip() for row in args.rows.split(",")]
+    unknown = [row for row in rows if row not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; the rows are: {', '.join(ROWS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    jobs = [(row, seed) for row in rows for seed in seeds]
+    started = time.time()
+    measured = {}
+
+    print(f"== pretraining {len(jobs)} BERTs ({args.jobs} at a time; finished ones are reused) ==", flush=True)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for (row, seed), seconds in pool.map(pretrain, jobs):
+            print(f"  {row}, seed {seed}: " + (f"{seconds / 60:.1f} minutes" if seconds else "reused"), flush=True)
+        print("== evaluating them ==", flush=True)
+        for (row, seed), columns in pool.map(evaluate, jobs):
+            measured.setdefault(row, {})[seed] = columns
+            print(f"  {row}, seed {seed}: " + ", ".join(f"{key} {value:.3f}" for key, value in columns.items()
+                                                       if value is not None), flush=True)
+    results_file = os.path.join("runs", "bert_recipes.json")
+    results = {}
+    if os.path.exists(results_file):              # other rows and seeds, measured before, stay in the file
+        with open(results_file, encoding="utf-8") as f:
+            results = {row: {int(s): r for s, r in by_seed.items()} for row, by_seed in json.load(f).items()}
+    for row, by_seed in measured.items():
+        results.setdefault(row, {}).update(by_seed)
+    with open(results_file, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1)
+    print_table(results, [row for row in ROWS if row in results], seeds)
+    print(f"\n{(time.time() - started) / 60:.1f} minutes; every number is also in {results_file}")
+
+
+if __name__ == "__main__":
+    main()
