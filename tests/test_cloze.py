@@ -100,6 +100,16 @@ def bert(tmp_path_factory):
     return str(out)
 
 
+def test_the_cloze_starts_from_the_pretrained_body_and_mlm_head(bert):
+    pretrained, _, _ = load_pretrained(bert, expect="bert")
+    model, _ = build_classifier(bert, 2, list(LABEL_NAMES), pooling="cloze", cloze=REVIEW_CLOZE,
+                                verbalizers=list(REVIEW_VERBALIZERS))
+    weights = pretrained.state_dict()
+    assert "mlm_dense.weight" in model.state_dict() and "nsp.weight" not in model.state_dict()
+    for name, value in model.state_dict().items():
+        assert np.array_equal(value, weights[name]), name
+
+
 def test_the_command_saves_a_cloze_that_classify_reads_back(bert, tmp_path, capsys):
     out = str(tmp_path / "cloze")
     assert cli.main(["finetune", "--ckpt", bert, "--out", out, *CLOZE_FINETUNE]) == 0
