@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -88,27 +89,31 @@ def numpretrain_worker(args, data_parallel):
                               blas=blas.describe())))
 
 
+def median_ms(step, steps):
+    """The median wall time of `steps` calls of step(), in ms, after WARMUP untimed ones."""
+    for _ in range(WARMUP):
+        step()
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return 1e3 * statistics.median(times)
+
+
 def torch_worker(args):
     import numpretrain  # noqa: F401
-    import numpy as np
     import torch
     from workloads import build_torch, make_batch, torch_batch, torch_step
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     net, opt = build_torch(args.model, args.size)
     batch = torch_batch(args.model, make_batch(args.model, args.size))
-    for _ in range(WARMUP):
-        torch_step(args.model, net, opt, batch)
-    times = []
-    for _ in range(args.steps):
-        started = time.perf_counter()
-        torch_step(args.model, net, opt, batch)
-        times.append(time.perf_counter() - started)
-    print(json.dumps(dict(ms=1e3 * float(np.median(times)), threads=torch.get_num_threads())))
+    ms = median_ms(lambda: torch_step(args.model, net, opt, batch), args.steps)
+    print(json.dumps(dict(ms=ms, threads=torch.get_num_threads())))
 
 
 def ddp_rank(rank, args, port, results):
     import numpretrain  # noqa: F401
-    import numpy as np
     import torch
     import torch.distributed as dist
     from workloads import build_torch, make_batch, torch_batch, torch_step
@@ -119,15 +124,9 @@ def ddp_rank(rank, args, port, results):
     model = torch.nn.parallel.DistributedDataParallel(net)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     batch = torch_batch(args.model, half_rows(make_batch(args.model, args.size), rank, RANKS))
-    for _ in range(WARMUP):
-        torch_step(args.model, model, opt, batch)
-    times = []
-    for _ in range(args.steps):
-        started = time.perf_counter()
-        torch_step(args.model, model, opt, batch)
-        times.append(time.perf_counter() - started)
+    ms = median_ms(lambda: torch_step(args.model, model, opt, batch), args.steps)
     if rank == 0:
-        results.put(1e3 * float(np.median(times)))
+        results.put(ms)
     dist.destroy_process_group()
 
 
