@@ -27,11 +27,13 @@ from numpretrain.data import (
     split_documents,
 )
 from numpretrain.data.builtin.corpus import corpus_text, generate_documents
+from numpretrain.data.builtin.words import builtin_words
 from numpretrain.errors import ConfigError
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 from numpretrain.models.gpt import GPT, GPTConfig
 from numpretrain.storage.runs import TOKENIZER_FILE
 from numpretrain.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
+from numpretrain.tokenizers.word_list import WordList
 from numpretrain.training.data_parallel import check_batch_split
 from numpretrain.training.trainer import TrainConfig, Trainer
 
@@ -54,6 +56,9 @@ class MaskingConfig:
     mask_prob: float = MASK_PROB                    # share of tokens chosen for MLM
     max_predictions: int = MAX_PREDICTIONS_PER_SEQ  # at most this many chosen tokens per sequence
     no_nsp: bool = False                            # masked language modelling only, single segments
+    words: str = "none"                             # whole-word masking's words: "builtin" (the built-in
+                                                    # corpus's), a word list file (one word per line), or
+                                                    # "none" (characters one by one)
 
 
 def config_from_options(config_class, options, **values):
@@ -128,6 +133,21 @@ def tokenizer_for_run(options, text):
     return CharTokenizer.train(text)
 
 
+def word_starts_for_run(options, tokenizer):
+    """Whole-word masking's word boundaries (a WordList's word_starts), or None: tokens one by one.
+
+    A word list cuts characters into words, so it needs the character tokenizer.
+    """
+    if options.words == "none":
+        return None
+    if not isinstance(tokenizer, CharTokenizer):
+        raise ConfigError(f"--words {options.words}: a word list cuts characters into words, and "
+                          f"--tokenizer {options.tokenizer} does not make characters; use --words none")
+    if options.words == "builtin":
+        return WordList(builtin_words(), tokenizer, "the built-in word list").word_starts
+    return WordList(read_text_file(options.words).split(), tokenizer, options.words).word_starts
+
+
 def pretrain_gpt(options, log=print):
     """Train a GPT on the corpus (or continue the run in --out); returns the Trainer."""
     resumed = open_run(options, ("gpt",), log)   # --resume: the run's settings become the options here
@@ -179,7 +199,8 @@ def pretrain_bert(options, log=print):
         documents = split_documents(text)
         batcher = PretrainingBatcher.from_tokenizer(
             documents, tokenizer, max_seq_length=options.block_size, next_sentence=not options.no_nsp,
-            mask_prob=options.mask_prob, max_predictions=options.max_predictions, source=source)
+            mask_prob=options.mask_prob, max_predictions=options.max_predictions,
+            word_starts=word_starts_for_run(options, tokenizer), source=source)
     # --block-size is BERT's longest input; its feed-forward is 4 x wide, as in BERT
     config = resumed.model_config if resumed else config_from_options(
         BertConfig, options, vocab_size=tokenizer.vocab_size, max_position=options.block_size,

@@ -17,8 +17,10 @@ reference may draw [CLS] or [PAD]).
 
 Whole-word masking (the reference's `do_whole_word_mask`) chooses whole words
 instead of single tokens: a word is a token marked as a word start followed by
-the tokens that continue it. For character-level Chinese every character is a
-word of its own, which is the default.
+the tokens that continue it. Without word starts every token is a word of its
+own, which is the default; for character-level Chinese the words come from a
+word list (tokenizers/word_list.py, `pretrain-bert --words`), for byte-level BPE
+from the tokenizer (BPETokenizer.word_starts).
 """
 
 import numpy as np

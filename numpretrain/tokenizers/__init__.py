@@ -4,6 +4,7 @@
     char.py            CharTokenizer: one character, one token
     bpe.py             BPETokenizer: GPT-2's byte-level BPE, trained on the corpus
     wordpiece.py       WordPieceTokenizer: a Hugging Face BERT's vocab.txt, read as it is
+    word_list.py       WordList: where words start in character ids, for whole-word masking
 
 The two we train share the five BERT special tokens at ids 0..4 ([PAD] [UNK] [CLS] [SEP]
 [MASK]), the same interface (`encode`, `decode`, `vocab_size`, `pad_id` ...

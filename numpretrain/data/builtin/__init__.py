@@ -4,4 +4,5 @@
     reviews.py  restaurant reviews with held-out adjectives, for fine-tuning
     corpus.py   documents of sentences from the two above
     probes.py   questions the corpus answers, to check what a model learned
+    words.py    the words it is written with, for whole-word masking
 """
