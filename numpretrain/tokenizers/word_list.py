@@ -4,8 +4,10 @@ A character tokenizer gives one token per character, and Chinese puts no space b
 words, so where a word starts has to come from a word list. The classic way to cut
 text with one is forward maximum matching: from the left, take the longest word of
 the list that starts here (a character alone when none does), and go on after it.
-It is the simplest segmenter there is, and exact on text written from the list.
+It is the simplest segmenter there is, and right on text written from the list unless some
+listed word straddles two of the text's words.
 
+    >>> from numpretrain.tokenizers import CharTokenizer
     >>> tok = CharTokenizer.train("我昨天去了北京大学参观")
     >>> words = WordList(["昨天", "北京", "大学", "参观"], tok)
     >>> words.word_starts([tok.encode("我昨天去了北京大学参观")]).astype(int)
