@@ -8,7 +8,9 @@ no clipping, as bench.py), timed as the median of --steps steps after a warm-up:
     1. numpretrain, one process, its threads on both cores (today's default command);
     2. numpretrain, `mpiexec -n 2`, one thread per rank, 8 rows each, gradients summed in
        rank order by training/data_parallel.py (the code `mpiexec -n 2 python -m numpretrain`
-       runs); its "sum" column is the share of the step spent there, copies included;
+       runs); its "sum" column is the share of the step spent there, copies included, and
+       its "wait" column the share spent waiting for the slower rank before it (a Barrier
+       timed just before the sum keeps the two apart; it costs some microseconds);
     3. PyTorch DistributedDataParallel, gloo backend, 2 processes of one thread each (the
        benchmarks/ SDPA model, torch_sdpa_models.py), 8 rows each;
     4. PyTorch eager, one process, 2 threads.
@@ -66,10 +68,15 @@ def numpretrain_worker(args, data_parallel):
         batch = half_rows(batch, split.rank, split.size)
     scale = 1.0 / (split.size if data_parallel else 1)
 
+    waited = []
+
     def step():
         opt.zero_grad()
         (numpretrain_loss(args.model, net, batch) * scale).backward()
         if data_parallel:
+            started = time.perf_counter()
+            split.comm.Barrier()                 # the faster rank waits here, not inside the sum
+            waited.append(time.perf_counter() - started)
             split.keep_gradients(split.mine.start)
             split.sum_gradients()
         opt.step()
@@ -77,14 +84,18 @@ def numpretrain_worker(args, data_parallel):
     for _ in range(WARMUP):
         step()
     times, summing = [], []
+    waited.clear()
     for _ in range(args.steps):
         before, started = split.seconds if data_parallel else 0.0, time.perf_counter()
         step()
         times.append(time.perf_counter() - started)
         summing.append((split.seconds if data_parallel else 0.0) - before)
+    if data_parallel:                            # a step's wait: that of whichever rank was faster
+        waited = np.max(split.comm.allgather(waited), axis=0)
     if not data_parallel or split.rank == 0:
         from numpretrain.speed import blas, threads
         print(json.dumps(dict(ms=1e3 * float(np.median(times)), sum_ms=1e3 * float(np.median(summing)),
+                              wait_ms=1e3 * float(np.median(waited)) if data_parallel else 0.0,
                               params=int(sum(p.data.size for _, p in named)), threads=threads.get_num_threads(),
                               blas=blas.describe())))
 
@@ -219,7 +230,7 @@ def main():
     print(cpu_line())
     print(f"global batch {GLOBAL_BATCH} per step; median ms of a step; ratios: (row 3 or 4's time) / (this row's), "
           f"above 1 = faster than it")
-    print(f"{'model':<6}{'size':<8}{'row':<44}{'ms':>8}{'tok/s':>9}{'vs 3':>7}{'vs 4':>7}{'sum':>7}{'load':>6}")
+    print(f"{'model':<6}{'size':<8}{'row':<44}{'ms':>8}{'tok/s':>9}{'vs 3':>7}{'vs 4':>7}{'sum':>7}{'wait':>7}{'load':>6}")
     for model in [args.model] if args.model else ["gpt", "bert"]:
         for size in [args.size] if args.size else ["small", "medium"]:
             row_args = argparse.Namespace(model=model, size=size, steps=args.steps or (20 if size == "small" else 8))
@@ -233,8 +244,9 @@ def main():
                 ratios = [f"{results[ref]['ms'] / r['ms']:.2f}x" if "ms" in results[ref] else "-"
                           for ref in ("ddp", "torch")]
                 share = f"{100 * r['sum_ms'] / r['ms']:.1f}%" if kind == "mpi" else ""
+                wait = f"{100 * r['wait_ms'] / r['ms']:.1f}%" if kind == "mpi" else ""
                 print(f"{model:<6}{size:<8}{name:<44}{r['ms']:>8.1f}{tokens / r['ms'] * 1e3:>9,.0f}"
-                      f"{ratios[0]:>7}{ratios[1]:>7}{share:>7}{r['load']:>6.1f}")
+                      f"{ratios[0]:>7}{ratios[1]:>7}{share:>7}{wait:>7}{r['load']:>6.1f}")
             if "ms" in results["mpi"] and "ms" in results["numpretrain"]:
                 print(f"{'':<14}mpiexec -n 2 against one process's threads: "
                       f"{results['numpretrain']['ms'] / results['mpi']['ms']:.2f}x the throughput; "
