@@ -91,11 +91,11 @@ def numpretrain_worker(args, data_parallel):
         times.append(time.perf_counter() - started)
         summing.append((split.seconds if data_parallel else 0.0) - before)
     if data_parallel:                            # a step's wait: that of whichever rank was faster
-        waited = np.max(split.comm.allgather(waited), axis=0)
+        waits = np.max(split.comm.allgather(waited), axis=0)
     if not data_parallel or split.rank == 0:
         from numpretrain.speed import blas, threads
         print(json.dumps(dict(ms=1e3 * float(np.median(times)), sum_ms=1e3 * float(np.median(summing)),
-                              wait_ms=1e3 * float(np.median(waited)) if data_parallel else 0.0,
+                              wait_ms=1e3 * float(np.median(waits)) if data_parallel else 0.0,
                               params=int(sum(p.data.size for _, p in named)), threads=threads.get_num_threads(),
                               blas=blas.describe())))
 
