@@ -1,6 +1,6 @@
 """BERT's pretraining recipes, one factor at a time: why the textbook recipe did not transfer, and what does.
 
-    python demos/bert_recipes.py                          # every row x 3 pretraining seeds: about 2.5 hours on 2 cores
+    python demos/bert_recipes.py                          # every row x 3 pretraining seeds: about 4 hours on 2 cores
     python demos/bert_recipes.py --rows textbook,default --seeds 0     # a part of it
 
 The textbook recipe is BERT's objective as the paper states it (15% of the characters
@@ -8,11 +8,12 @@ chosen, 80% [MASK] / 10% random / 10% kept, next sentence prediction on pairs th
 true) trained the way this project first trained it: lr 1e-3, 1,500 steps, half of the
 documents reviews. It transferred poorly. The transfer recipe changed five things at once
 (30% masking, no NSP, reviews only, lr 2e-3, 2,000 steps). Each row here changes ONE of them
-from the textbook recipe, so the table says which one mattered; the last rows are the transfer
-recipe, this project's default (`pretrain-bert`, demos/pretrain_bert.py), the textbook
-objective trained at lr 2e-3, the default trained for 4,000 steps instead of 3,000, the
-default with whole-word masking (`--words builtin`), and the default as 6,000 steps of 16
-sequences instead of 3,000 of 32 (the same characters).
+from the textbook recipe, so the table says which one mattered. Then come the transfer
+recipe; the former default, the textbook objective at lr 2e-3 for 3,000 steps; that recipe
+trained for 4,000 steps, with whole-word masking (`--words builtin`), and as 6,000 steps of 16
+sequences instead of 3,000 of 32 (the same characters); and this project's default
+(`pretrain-bert`, demos/pretrain_bert.py): the former default with three reviews in four
+documents instead of one in two.
 
 For every pretrained BERT (runs/bert_recipes/<row>_seed<N>, reused when finished):
   MLM loss    its last validation MLM loss (nats per chosen character)
@@ -22,6 +23,9 @@ For every pretrained BERT (runs/bert_recipes/<row>_seed<N>, reused when finished
   cloze       the MLM head asked "{review}非常[MASK][MASK]。", 失望 or 满意? (finetune --pooling cloze):
               with no label (zero-shot) and fine-tuned on 16 labels (3 data seeds)
   fill-mask   how many of the corpus's 10 fill-mask probes it fills with an expected answer
+and, per row, counted on its batches without a model (polarity_lessons):
+  lessons     adjectives masked whole beside a visible word of the same polarity, in the whole run:
+              the predictions that only the review's polarity helps (clashes: of the other polarity)
 Each cell is the mean [min-max] over the pretraining seeds (a seed's value: the mean over its
 data seeds). Pretraining runs go to --jobs processes of one thread each.
 """
@@ -42,6 +46,8 @@ import numpretrain  # noqa: E402, F401, I001  (before NumPy, so its threads get 
 import numpy as np  # noqa: E402
 
 from numpretrain.app import cli, probing  # noqa: E402
+from numpretrain.app.pretrain import load_corpus, pretraining_batcher, tokenizer_for_run  # noqa: E402
+from numpretrain.data import IGNORE_INDEX, NEGATIVE_CLOSINGS, POSITIVE_CLOSINGS, SENTIMENT_WORDS  # noqa: E402
 from numpretrain.data.builtin.probes import fill_mask_probes  # noqa: E402
 from numpretrain.storage.runs import load_pretrained  # noqa: E402
 
@@ -54,7 +60,10 @@ from pretrain_bert import FULL as DEFAULT_RECIPE  # noqa: E402
 # The textbook recipe as the BERT demo ran it before (demos/pretrain_bert.py's FULL then).
 TEXTBOOK = ["--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "64", "--batch-size", "32",
             "--max-iters", "1500", "--lr", "1e-3", "--min-lr", "1e-4", "--warmup-iters", "100",
-            "--eval-interval", "250", "--log-interval", "50", "--n-documents", "40000", "--dropout", "0.1"]
+            "--eval-interval", "250", "--log-interval", "50", "--n-documents", "40000", "--dropout", "0.1",
+            "--review-share", "0.5"]
+# The default before its corpus mix changed: the textbook objective at lr 2e-3 for 3,000 steps.
+FORMER_DEFAULT = [*DEFAULT_RECIPE, "--review-share", "0.5"]
 # row name -> the pretrain-bert options (later options win over earlier ones, as argparse reads them)
 ROWS = {
     "textbook": TEXTBOOK,
@@ -64,10 +73,12 @@ ROWS = {
     "lr 2e-3": [*TEXTBOOK, "--lr", "2e-3", "--min-lr", "2e-4"],
     "2000 steps": [*TEXTBOOK, "--max-iters", "2000"],
     "transfer recipe": BERT_TRANSFER_RECIPE,
+    "former default": FORMER_DEFAULT,
+    "former default 4000 steps": [*FORMER_DEFAULT, "--max-iters", "4000"],
+    "former default whole words": [*FORMER_DEFAULT, "--words", "builtin"],
+    "former default batch 16 6000 steps": [*FORMER_DEFAULT, "--batch-size", "16", "--max-iters", "6000",
+                                           "--eval-interval", "500"],
     "default": DEFAULT_RECIPE,
-    "default 4000 steps": [*DEFAULT_RECIPE, "--max-iters", "4000"],
-    "whole words": [*DEFAULT_RECIPE, "--words", "builtin"],
-    "batch 16 6000 steps": [*DEFAULT_RECIPE, "--batch-size", "16", "--max-iters", "6000", "--eval-interval", "500"],
 }
 MEAN_POOLING = [*COMMON, "--max-iters", "60", "--lr", "3e-4", "--min-lr", "3e-5", "--pooling", "mean"]   # as the
 CLOZE_16 = [*COMMON, *CLOZE]                                                       # fine-tuning demo's rows
@@ -117,7 +128,49 @@ def evaluate(job):
         "cloze_zero_shot": float(np.mean([cloze_zero_shot(ckpt, s) for s in DATA_SEEDS])),
         "cloze_16": test(16, CLOZE_16),
         "fill_mask": fill_mask_score(model, tokenizer),
+        **dict(zip(("lessons", "clashes"), polarity_lessons(row, seed))),
     }
+
+
+# ----------------------------------------------------------------------------
+# why: how often a recipe's batches ask for a review's polarity (from the batches alone, no model)
+
+def occurrences(ids, word, hidden):
+    """Where `word` (token ids) stands in each row of ids (B, T): (B,) counts of it wholly hidden, and wholly visible."""
+    n = ids.shape[1] - len(word) + 1
+    starts = np.all([ids[:, k:k + n] == token for k, token in enumerate(word)], axis=0)   # (B, n)
+    n_hidden = sum(hidden[:, k:k + n].astype(int) for k in range(len(word)))               # (B, n)
+    return (starts & (n_hidden == len(word))).sum(1), (starts & (n_hidden == 0)).sum(1)
+
+
+def polarity_lessons(row, seed, n_sequences=12_800):
+    """(lessons, clashes) a run of `row` meets in all its steps, estimated on n_sequences of batches like its own.
+
+    A lesson is a sentiment adjective with all its characters chosen for prediction, in a
+    sequence where another word of the same polarity (an adjective or a closing) is visible. Only
+    then does the polarity help: with one character of 肮脏 hidden the other one names it; with
+    both hidden, the review's polarity halves the 40 adjectives it could be. A clash is the same
+    adjective with a word of the other polarity visible (an NSP pair whose B is another review).
+    """
+    options = cli.build_parser().parse_args(["pretrain-bert", *ROWS[row]])
+    text, source = load_corpus(options)
+    tokenizer = tokenizer_for_run(options, text)
+    batcher = pretraining_batcher(options, text, tokenizer, source)
+    closings = {"negative": NEGATIVE_CLOSINGS, "positive": POSITIVE_CLOSINGS}
+    adjectives = {polarity: [tokenizer.encode(w) for w in words] for polarity, words in SENTIMENT_WORDS.items()}
+    cues = {polarity: adjectives[polarity] + [tokenizer.encode(w) for w in closings[polarity]] for polarity in closings}
+    rng = np.random.default_rng(seed)
+    lessons = clashes = 0
+    n_batches = n_sequences // options.batch_size
+    for _ in range(n_batches):
+        batch = batcher.get_batch(rng, options.batch_size)
+        hidden = batch["mlm_labels"] != IGNORE_INDEX                                 # (B, T) chosen
+        ids = np.where(hidden, batch["mlm_labels"], batch["input_ids"])              # (B, T) before masking
+        whole = {p: sum(occurrences(ids, w, hidden)[0] for w in adjectives[p]) for p in cues}   # (B,) each
+        seen = {p: sum(occurrences(ids, w, hidden)[1] for w in cues[p]) > 0 for p in cues}      # (B,) each
+        lessons += sum(int((whole[p] * seen[p]).sum()) for p in cues)
+        clashes += int((whole["negative"] * seen["positive"]).sum() + (whole["positive"] * seen["negative"]).sum())
+    return lessons * options.max_iters / n_batches, clashes * options.max_iters / n_batches
 
 
 COLUMNS = (("MLM loss", "mlm_loss", "{:.2f}"), ("gate", "gate", "{:.2f}"), ("16 labels", "16", "{:.2f}"),
@@ -133,14 +186,15 @@ def cell(values, form):
 
 
 def print_table(results, rows, seeds):
-    """A Markdown table: one line per row, each cell over the pretraining seeds."""
+    """A Markdown table: one line per row, each cell over the pretraining seeds (the lessons: their mean)."""
     print(f"\n| recipe ({len(seeds)} pretraining seed{'s' if len(seeds) > 1 else ''}) | "
-          + " | ".join(name for name, _, _ in COLUMNS) + " |")
-    print("|---" * (len(COLUMNS) + 1) + "|")
+          + " | ".join(name for name, _, _ in COLUMNS) + " | polarity lessons (clashes) per run |")
+    print("|---" * (len(COLUMNS) + 2) + "|")
     for row in rows:
         found = [results[row][seed] for seed in seeds if seed in results.get(row, {})]
         if found:
-            print(f"| {row} | " + " | ".join(cell([r[key] for r in found], form) for _, key, form in COLUMNS) + " |")
+            print(f"| {row} | " + " | ".join(cell([r[key] for r in found], form) for _, key, form in COLUMNS)
+                  + " | {:,.0f} ({:,.0f}) |".format(*np.mean([(r["lessons"], r["clashes"]) for r in found], axis=0).round(-1)))
 
 
 def main():
@@ -175,9 +229,14 @@ def main():
             results = {row: {int(s): r for s, r in by_seed.items()} for row, by_seed in json.load(f).items()}
     for row, by_seed in measured.items():
         results.setdefault(row, {}).update(by_seed)
+    shown = [row for row in ROWS if row in results]
+    for row in shown:                              # results from before the lessons were counted
+        for seed, columns in results[row].items():
+            if "lessons" not in columns:
+                columns["lessons"], columns["clashes"] = polarity_lessons(row, seed)
     with open(results_file, "w", encoding="utf-8") as f:
         json.dump(results, f, indent=1)
-    print_table(results, [row for row in ROWS if row in results], seeds)
+    print_table(results, shown, seeds)
     print(f"\n{(time.time() - started) / 60:.1f} minutes; every number is also in {results_file}")
 
 

@@ -12,7 +12,7 @@ with the labelled adjectives) shows that every model does learn the task it was 
 
 0. The pretrained models. runs/demo_gpt is demos/pretrain_gpt.py's GPT; runs/demo_bert is
    demos/pretrain_bert.py's BERT, the default recipe: the textbook objective (15% masking,
-   next sentence prediction, half of the documents reviews) at lr 2e-3; runs/finetune_bert is
+   next sentence prediction, three reviews in four documents) at lr 2e-3; runs/finetune_bert is
    a BERT with the transfer recipe (below). A finished run is reused; a missing one is trained
    here first, which takes longer (--quick too): on 2 cores about 10 minutes for the GPT and
    10 to 20 for each BERT. The GPT is trained to a loss, not for a time: its steps double until its

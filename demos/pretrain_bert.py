@@ -1,11 +1,12 @@
 """Pretrain a small BERT on the built-in corpus (masked LM + next sentence prediction), then probe it.
 
-    python demos/pretrain_bert.py            # about 8 minutes on a 2-core laptop CPU
+    python demos/pretrain_bert.py            # 7 to 10 minutes on a 2-core laptop CPU
     python demos/pretrain_bert.py --quick    # about a minute, a weaker model
 
 1. trains with `python -m numpretrain pretrain-bert` (called in-process): 15% of the
    characters chosen (80% [MASK], 10% random, 10% unchanged), and sentence pairs that
-   are the true next sentence half of the time;
+   are the true next sentence half of the time, on a corpus of three reviews in four
+   documents (demos/bert_recipes.py says why);
 2. prints the MLM and NSP loss and accuracy curves (and saves a PNG with matplotlib);
 3. fills the source material's example 「我昨天去了[MASK][MASK]大学参观」 and the corpus's
    fill-mask probes, and scores a true and a random sentence pair with the NSP head;

@@ -48,10 +48,12 @@ def train_fields_of(command):
 
 def test_the_overrides_are_the_documented_ones():
     # the defaults each command had before the options came from the dataclasses (issue 17), and
-    # pretrain-bert's schedule that carries the textbook objective past its plateau (issue 23)
+    # pretrain-bert's schedule that carries the textbook objective past its plateau, and its corpus
+    # mix that makes it transfer (issue 23)
     assert cli.COMMAND_DEFAULTS == {
         "pretrain-gpt": {"out": "runs/gpt"},
-        "pretrain-bert": {"out": "runs/bert", "dropout": 0.1, "max_iters": 3000, "lr": 2e-3, "min_lr": 2e-4},
+        "pretrain-bert": {"out": "runs/bert", "dropout": 0.1, "max_iters": 3000, "lr": 2e-3, "min_lr": 2e-4,
+                          "review_share": 0.75},
         "finetune": {"lr": 3e-4, "min_lr": 3e-5, "warmup_iters": 20, "weight_decay": 0.01, "batch_size": 16,
                      "max_iters": 200, "log_interval": 20}}
     assert BertConfig.dropout == 0.1 and GPTConfig.dropout == 0.0   # so pretrain-bert's override is BERT's own

@@ -188,6 +188,14 @@ def bert_loss(model, batch):
     return out["loss"], metrics
 
 
+def pretraining_batcher(options, text, tokenizer, source):
+    """pretrain-bert's batches of `text`: NSP pairs (single segments with --no-nsp), masked as the options say."""
+    return PretrainingBatcher.from_tokenizer(
+        split_documents(text), tokenizer, max_seq_length=options.block_size, next_sentence=not options.no_nsp,
+        mask_prob=options.mask_prob, max_predictions=options.max_predictions,
+        word_starts=word_starts_for_run(options, tokenizer), source=source)
+
+
 def pretrain_bert(options, log=print):
     """Pretrain a BERT (MLM, plus NSP unless --no-nsp), or continue the run in --out; returns the Trainer."""
     resumed = open_run(options, ("bert",), log)  # --resume: the run's settings become the options here
@@ -196,11 +204,7 @@ def pretrain_bert(options, log=print):
         check_fits(pretrain_needs(options, train, bert=True))    # and sizes that cannot fit in memory
         text, source = load_corpus(options)
         tokenizer = tokenizer_for_run(options, text)
-        documents = split_documents(text)
-        batcher = PretrainingBatcher.from_tokenizer(
-            documents, tokenizer, max_seq_length=options.block_size, next_sentence=not options.no_nsp,
-            mask_prob=options.mask_prob, max_predictions=options.max_predictions,
-            word_starts=word_starts_for_run(options, tokenizer), source=source)
+        batcher = pretraining_batcher(options, text, tokenizer, source)
     # --block-size is BERT's longest input; its feed-forward is 4 x wide, as in BERT
     config = resumed.model_config if resumed else config_from_options(
         BertConfig, options, vocab_size=tokenizer.vocab_size, max_position=options.block_size,
