@@ -136,7 +136,7 @@ def evaluate(job):
 # why: how often a recipe's batches ask for a review's polarity (from the batches alone, no model)
 
 def occurrences(ids, word, hidden):
-    """Where `word` (token ids) stands in each row of ids (B, T): (B,) counts of it wholly hidden, and wholly visible."""
+    """`word` (token ids) in each row of ids (B, T): (B,) counts of it wholly hidden, and of it wholly visible."""
     n = ids.shape[1] - len(word) + 1
     starts = np.all([ids[:, k:k + n] == token for k, token in enumerate(word)], axis=0)   # (B, n)
     n_hidden = sum(hidden[:, k:k + n].astype(int) for k in range(len(word)))               # (B, n)
@@ -156,9 +156,10 @@ def polarity_lessons(row, seed, n_sequences=12_800):
     text, source = load_corpus(options)
     tokenizer = tokenizer_for_run(options, text)
     batcher = pretraining_batcher(options, text, tokenizer, source)
-    closings = {"negative": NEGATIVE_CLOSINGS, "positive": POSITIVE_CLOSINGS}
-    adjectives = {polarity: [tokenizer.encode(w) for w in words] for polarity, words in SENTIMENT_WORDS.items()}
-    cues = {polarity: adjectives[polarity] + [tokenizer.encode(w) for w in closings[polarity]] for polarity in closings}
+    encode = lambda words: [tokenizer.encode(w) for w in words]
+    adjectives = {"negative": encode(SENTIMENT_WORDS["negative"]), "positive": encode(SENTIMENT_WORDS["positive"])}
+    closings = {"negative": encode(NEGATIVE_CLOSINGS), "positive": encode(POSITIVE_CLOSINGS)}
+    other = {"negative": "positive", "positive": "negative"}
     rng = np.random.default_rng(seed)
     lessons = clashes = 0
     n_batches = n_sequences // options.batch_size
@@ -166,10 +167,14 @@ def polarity_lessons(row, seed, n_sequences=12_800):
         batch = batcher.get_batch(rng, options.batch_size)
         hidden = batch["mlm_labels"] != IGNORE_INDEX                                 # (B, T) chosen
         ids = np.where(hidden, batch["mlm_labels"], batch["input_ids"])              # (B, T) before masking
-        whole = {p: sum(occurrences(ids, w, hidden)[0] for w in adjectives[p]) for p in cues}   # (B,) each
-        seen = {p: sum(occurrences(ids, w, hidden)[1] for w in cues[p]) > 0 for p in cues}      # (B,) each
-        lessons += sum(int((whole[p] * seen[p]).sum()) for p in cues)
-        clashes += int((whole["negative"] * seen["positive"]).sum() + (whole["positive"] * seen["negative"]).sum())
+        whole, seen = {}, {}                                                         # (B,) per polarity
+        for p in other:
+            found = [occurrences(ids, w, hidden) for w in adjectives[p]]
+            whole[p] = sum(n_hidden for n_hidden, _ in found)
+            visible_closings = sum(occurrences(ids, w, hidden)[1] for w in closings[p])
+            seen[p] = sum(n_visible for _, n_visible in found) + visible_closings > 0
+        lessons += sum(int((whole[p] * seen[p]).sum()) for p in other)
+        clashes += sum(int((whole[p] * seen[other[p]]).sum()) for p in other)
     return lessons * options.max_iters / n_batches, clashes * options.max_iters / n_batches
 
 
@@ -193,8 +198,9 @@ def print_table(results, rows, seeds):
     for row in rows:
         found = [results[row][seed] for seed in seeds if seed in results.get(row, {})]
         if found:
+            lessons, clashes = np.mean([(r["lessons"], r["clashes"]) for r in found], axis=0).round(-1)
             print(f"| {row} | " + " | ".join(cell([r[key] for r in found], form) for _, key, form in COLUMNS)
-                  + " | {:,.0f} ({:,.0f}) |".format(*np.mean([(r["lessons"], r["clashes"]) for r in found], axis=0).round(-1)))
+                  + f" | {lessons:,.0f} ({clashes:,.0f}) |")
 
 
 def main():
