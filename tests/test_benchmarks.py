@@ -105,3 +105,29 @@ def test_the_sdpa_peer_generates_numpretrains_tokens_with_its_cache(monkeypatch)
     ours = net.generate(prompt, 30, greedy=True, use_cache=True)
     for use_cache in (True, False):
         np.testing.assert_array_equal(peer.generate(torch.from_numpy(prompt), 30, use_cache=use_cache).numpy(), ours)
+
+
+BENCH_DP = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "bench_dp.py")
+
+
+def test_bench_dp_runs_its_five_rows_in_turns():
+    pytest.importorskip("torch")                # rows 3 and 4
+    pytest.importorskip("mpi4py")               # row 2 and the sum
+    out = subprocess.run([sys.executable, BENCH_DP, "--model", "gpt", "--size", "tiny", "--rounds", "2", "--steps", "1"],
+                         capture_output=True, text=True, check=True, timeout=600).stdout
+    rows = [line for line in out.splitlines() if line.startswith("gpt   tiny")]
+    assert [row.split()[2] for row in rows] == ["1", "2", "3", "4", "5"]
+    for row in rows:                             # ms, tok/s, then the ratios against rows 3 and 4
+        ms, tokens, *ratios = re.search(r"threads? +([\d.]+) +([\d,]+) +([\d.]+)x +([\d.]+)x", row).groups()
+        assert float(ms) > 0 and int(tokens.replace(",", "")) > 0 and all(float(r) > 0 for r in ratios)
+    for peer in ("one process's threads (row 1)", "PyTorch DDP (row 3)", "PyTorch eager (row 4)"):
+        assert re.search(rf"mpiexec -n 2 against {re.escape(peer)}: [\d.]+x the throughput", out)
+    for row in ("one process's threads (row 1)", "mpiexec -n 2 (row 2)"):
+        assert re.search(rf"{re.escape(row)} against one thread \(row 5\): [\d.]+x the throughput of at most 2.00x", out)
+    assert re.search(r"2 timed rounds of 1 steps per row; while one row ran, the sleeping rows used at most", out)
+    assert re.search(r"the sum alone on 2 ranks .* 4,000,000 floats [\d.]+ ms", out)
+
+
+def test_bench_dp_refuses_zero_rounds():
+    result = subprocess.run([sys.executable, BENCH_DP, "--rounds", "0"], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "must be a whole number of at least 1, got '0'" in result.stderr

@@ -7,6 +7,7 @@ another rank count continues exactly; a bad option is reported once; a failure o
 stops the job and names the rank. Skips without mpi4py or a launcher (the `mpi` extra).
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -34,15 +35,16 @@ GPT = ["pretrain-gpt", *TINY, "--batch-size", "4"]
 BERT = ["pretrain-bert", *TINY, "--batch-size", "8", "--dropout", "0.1"]
 
 
-def mpiexec(n, args, env=None, timeout=120):
-    """`mpiexec -n n python -m numpretrain args...`; a list of (n, env) pairs runs ranks with their own env."""
+def mpiexec(n, args, env=None, timeout=120, program=("-m", "numpretrain")):
+    """`mpiexec -n n python -m numpretrain args...` (or python `program` args...); a list of (n, env)
+    pairs runs ranks with their own env."""
     groups = n if isinstance(n, list) else [(n, env or {})]
     command = [MPIEXEC]
     for i, (count, extra) in enumerate(groups):
         command += ([":"] if i else []) + ["-n", str(count)]
         for name, value in extra.items():
             command += ["-env", name, value]
-        command += [sys.executable, "-m", "numpretrain", *args]
+        command += [sys.executable, *program, *args]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environment, check=False)
 
@@ -128,3 +130,27 @@ def test_a_failure_of_one_rank_alone_stops_the_job_and_names_the_rank(tmp_path):
     result = mpiexec([(1, {}), (1, {"NUMPRETRAIN_FAULT": "nan-grad:2"})], [*GPT, "--out", str(tmp_path / "gpt")])
     assert result.returncode == 3
     assert "rank 1 of 2 failed" in result.stderr and "step 2: the gradient of" in result.stderr
+
+
+REACHED_ON_ONE_RANK = """
+import json
+import numpy as np
+from numpretrain.autograd.tensor import Tensor
+from numpretrain.training import data_parallel
+a, b, c = (Tensor(np.array(values), requires_grad=True) for values in ([1.0, 2.0], [3.0], [4.0]))
+split = data_parallel.micro_batches(1, [("a", a), ("b", b), ("c", c)])
+loss = (a * a).sum() if split.rank == 0 else (a * b).sum()     # b: rank 1's micro-batch alone; c: none
+loss.backward()
+split.keep_gradients(split.mine.start)
+split.sum_gradients()
+grads = split.comm.gather([None if p.grad is None else p.grad.tolist() for p in (a, b, c)])
+if split.rank == 0:
+    print(json.dumps(grads))                     # one line: two ranks' prints could interleave
+"""
+
+
+def test_a_parameter_only_one_rank_reached_gets_its_gradient_on_every_rank():
+    # one process running both micro-batches: a.grad = 2a + b = [5, 7], b.grad = sum(a) = [3], c.grad None
+    result = mpiexec(2, [], program=("-c", REACHED_ON_ONE_RANK))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [[[5.0, 7.0], [3.0], None]] * 2

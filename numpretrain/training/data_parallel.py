@@ -159,7 +159,8 @@ class DataParallel(MicroBatches):
         self.local = np.zeros((G, self.size * self.chunk), dtype)       # (G, N * chunk) this rank's gradients
         self.received = np.empty((self.size, G, self.chunk), dtype)     # (N, G, chunk) every rank's, my chunk
         self.summed = np.empty(self.size * self.chunk, dtype)           # (N * chunk,) the sum, on every rank
-        self.reached = [False] * len(self.params)    # which parameters the loss reached this step
+        self.reached = np.zeros(len(self.params), bool)   # which parameters the loss reached this step
+        self.logical_or = MPI.LOR
         self.seconds = 0.0
         self.places = self._places()
 
@@ -200,14 +201,17 @@ class DataParallel(MicroBatches):
         self.comm.Alltoall(outgoing, self.received)
         rows = self.received.reshape(N * G, self.chunk)   # (M, chunk) in micro-batch order: rank r's are r*G ...
         mine = self.summed.reshape(N, self.chunk)[self.rank]
-        np.copyto(mine, rows[0])
-        for row in rows[1:]:
-            mine += row                                  # as tensor.py adds a micro-batch into .grad
+        np.add(rows[0], rows[1], out=mine)               # (M >= 2) as tensor.py adds micro-batch 1 to 0 ...
+        for row in rows[2:]:
+            mine += row                                  # ... and each later one into .grad
         self.comm.Allgather(self.in_place, self.summed)
+        # A parameter no micro-batch reached keeps .grad None (AdamW skips it), as in one process;
+        # one reached anywhere gets its sum on every rank, so the ranks' weights stay alike.
+        self.comm.Allreduce(self.in_place, self.reached, op=self.logical_or)
         for i, p in enumerate(self.params):
             if self.reached[i]:
                 p.grad = self.summed[self.offsets[i]:self.offsets[i + 1]].reshape(p.data.shape)
-        self.reached = [False] * len(self.params)
+        self.reached[:] = False
         self.seconds += time.perf_counter() - started
 
     def eval_share(self, count):
