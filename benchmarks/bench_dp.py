@@ -1,10 +1,10 @@
-"""Two cores, four ways, in turns: numpretrain's threads, numpretrain over MPI, PyTorch DDP, PyTorch eager.
+"""Two cores, five ways, in turns: numpretrain's threads, over MPI and on one thread; PyTorch DDP and eager.
 
     python benchmarks/bench_dp.py [--model gpt|bert] [--size tiny|small|medium] [--rounds N] [--steps N]
 
 The same global batch (workloads.py: small 4 layers x 128 wide, context 64; medium 6 x 256,
 context 128; batch 16 for both), the same training step (zero_grad, forward, backward, AdamW;
-no clipping, as bench.py), in four rows:
+no clipping, as bench.py), in five rows:
     1. numpretrain, one process, its threads on both cores (today's default command);
     2. numpretrain, `mpiexec -n 2`, one thread per rank, 8 rows each, gradients summed in
        rank order by training/data_parallel.py (the code `mpiexec -n 2 python -m numpretrain`
@@ -22,11 +22,12 @@ In turns. This project's 2-core VMs run in phases: the same single-threaded step
 for some seconds and 100 ms for the next. Rows timed one after another would each catch a
 different phase, so every row's processes start once and then sleep, each rank blocked reading
 its own named pipe, while the others run. Round after round, each row in turn runs one untimed
-step and then --steps timed ones (the order alternates between rounds, and a pause before every
-turn lets the last row's spinning threads go to sleep). A row's time is the median of all its timed steps; a ratio
-between two rows is the median, over rounds, of the ratio of their medians in that round, so
-both sides of a ratio are measured within seconds of each other. The first round warms up and
-is not timed. The last line says how much CPU the sleeping rows used while another row ran.
+step and then --steps timed ones (the order alternates between rounds, and a pause before
+every turn lets the last row's spinning threads go to sleep). A row's time is the median of
+all its timed steps; a ratio between two rows is the median, over rounds, of the ratio of their
+medians in that round, so both sides of a ratio are measured within seconds of each other. The
+first round warms up and is not timed. The last line says how much CPU the sleeping rows used
+while another row ran. (`mpiexec -bind-to core` was tried as a sixth row: 1.00x row 2.)
 
 It also times the sum alone (Alltoall + Allgather of the flat gradient, and the in-order adds)
 on 2 ranks at a small and a large buffer, the figures docs/distributed.md's projection uses.
@@ -155,7 +156,8 @@ def ddp_rank(rank, args, port):
     model = torch.nn.parallel.DistributedDataParallel(net)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     batch = torch_batch(args.model, half_rows(make_batch(args.model, args.size), rank, RANKS))
-    serve(args, rank, lambda: torch_step(args.model, model, opt, batch), lambda times: dict(ms=[1e3 * t for t in times]))
+    serve(args, rank, lambda: torch_step(args.model, model, opt, batch),
+          lambda times: dict(ms=[1e3 * t for t in times]))
     dist.destroy_process_group()
 
 
@@ -205,8 +207,8 @@ class Row:
     """One row's processes, started once; `turn(n)` wakes every rank to run n steps and returns
     rank 0's report."""
 
-    def __init__(self, name, kind, threads, ranks, args, pipes):
-        self.name, self.kind, self.ranks = name, kind, ranks
+    def __init__(self, kind, threads, ranks, args, pipes):
+        self.kind = kind
         command = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--pipes", pipes,
                    "--model", args.model, "--size", args.size]
         if kind == "mpi":
@@ -295,8 +297,8 @@ def run_in_turns(args):
     with tempfile.TemporaryDirectory() as pipes:
         rows = []
         try:
-            for name, kind, threads, ranks in ROWS:
-                rows.append(Row(name, kind, threads, ranks, args, pipes))
+            for _, kind, threads, ranks in ROWS:
+                rows.append(Row(kind, threads, ranks, args, pipes))
             for number in range(args.rounds + 1):             # round 0 warms up
                 for row in rows if number % 2 else rows[::-1]:
                     time.sleep(PAUSE)
@@ -371,7 +373,8 @@ def main():
     if args.worker:
         {"numpretrain": lambda: numpretrain_worker(args, False), "serial": lambda: numpretrain_worker(args, False),
          "mpi": lambda: numpretrain_worker(args, True),
-         "ddp": lambda: ddp_worker(args), "torch": lambda: torch_worker(args), "sum": lambda: sum_worker(args)}[args.worker]()
+         "ddp": lambda: ddp_worker(args), "torch": lambda: torch_worker(args),
+         "sum": lambda: sum_worker(args)}[args.worker]()
         return
     print(cpu_line())
     print(f"global batch {GLOBAL_BATCH} per step; median ms of a step; ratios: (row 3 or 4's time) / (this row's), "

@@ -113,8 +113,8 @@ BENCH_DP = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "ben
 def test_bench_dp_runs_its_five_rows_in_turns():
     pytest.importorskip("torch")                # rows 3 and 4
     pytest.importorskip("mpi4py")               # row 2 and the sum
-    out = subprocess.run([sys.executable, BENCH_DP, "--model", "gpt", "--size", "tiny", "--rounds", "2", "--steps", "1"],
-                         capture_output=True, text=True, check=True, timeout=600).stdout
+    out = subprocess.run([sys.executable, BENCH_DP, "--model", "gpt", "--size", "tiny", "--rounds", "2",
+                          "--steps", "1"], capture_output=True, text=True, check=True, timeout=600).stdout
     rows = [line for line in out.splitlines() if line.startswith("gpt   tiny")]
     assert [row.split()[2] for row in rows] == ["1", "2", "3", "4", "5"]
     for row in rows:                             # ms, tok/s, then the ratios against rows 3 and 4
@@ -123,7 +123,8 @@ def test_bench_dp_runs_its_five_rows_in_turns():
     for peer in ("one process's threads (row 1)", "PyTorch DDP (row 3)", "PyTorch eager (row 4)"):
         assert re.search(rf"mpiexec -n 2 against {re.escape(peer)}: [\d.]+x the throughput", out)
     for row in ("one process's threads (row 1)", "mpiexec -n 2 (row 2)"):
-        assert re.search(rf"{re.escape(row)} against one thread \(row 5\): [\d.]+x the throughput of at most 2.00x", out)
+        assert re.search(rf"{re.escape(row)} against one thread \(row 5\): [\d.]+x the throughput of at most 2.00x",
+                         out)
     assert re.search(r"2 timed rounds of 1 steps per row; while one row ran, the sleeping rows used at most", out)
     assert re.search(r"the sum alone on 2 ranks .* 4,000,000 floats [\d.]+ ms", out)
 
