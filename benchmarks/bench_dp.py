@@ -214,12 +214,12 @@ class Row:
         if kind == "mpi":
             command = ["mpiexec", "-n", str(ranks), *command]
         env = worker_env(threads)
-        self.paths = [os.path.join(pipes, f"{kind}.{rank}") for rank in range(ranks)]
-        for path in self.paths:
+        paths = [os.path.join(pipes, f"{kind}.{rank}") for rank in range(ranks)]
+        for path in paths:
             os.mkfifo(path)
         self.errors = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.errors, text=True, env=env)
-        self.commands = [self._open_for_writing(path) for path in self.paths]
+        self.commands = [self._open_for_writing(path) for path in paths]
 
     def _open_for_writing(self, path):
         """The pipe's writing end, once its rank has opened the reading end (it does after building
@@ -365,7 +365,8 @@ def print_rows(model, size, rounds):
         print(f"{'':<14}{label} against one thread (row 5): {middle:.2f}x the throughput of at most 2.00x "
               f"(rounds {low:.2f}-{high:.2f}x)")
     print(f"{'':<14}{rounds['mpi'][0]['params']:,} parameters summed in "
-          f"{statistics.median(t for r in rounds['mpi'] for t in r['sum_ms']):.2f} ms")
+          f"{statistics.median(t for r in rounds['mpi'] for t in r['sum_ms']):.2f} ms; "
+          f"{len(rounds['mpi'])} timed rounds of {len(rounds['mpi'][0]['ms'])} steps per row")
 
 
 def main():
@@ -389,8 +390,8 @@ def main():
             rounds, idle_share = run_in_turns(row_args)
             idle = max(idle, idle_share)
             print_rows(model, size, rounds)
-    print(f"{row_args.rounds} timed rounds of {row_args.steps} steps per row; while one row ran, the sleeping rows "
-          f"used at most {100 * idle:.1f}% of a core; load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"while one row ran, the sleeping rows used at most {100 * idle:.1f}% of a core; "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
     out = subprocess.run(["mpiexec", "-n", str(RANKS), sys.executable, os.path.abspath(__file__), "--worker", "sum"],
                          capture_output=True, text=True, env=worker_env(None), timeout=600, check=True)
     sums = json.loads(out.stdout.strip().splitlines()[-1])["sum_ms"]
