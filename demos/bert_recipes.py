@@ -2,6 +2,7 @@
 
     python demos/bert_recipes.py                          # every row x 3 pretraining seeds: about 4 hours on 2 cores
     python demos/bert_recipes.py --rows textbook,default --seeds 0     # a part of it
+    python demos/bert_recipes.py --rows default --count-lessons       # the lessons alone, no model: seconds
 
 The textbook recipe is BERT's objective as the paper states it (15% of the characters
 chosen, 80% [MASK] / 10% random / 10% kept, next sentence prediction on pairs that are half
@@ -26,6 +27,8 @@ For every pretrained BERT (runs/bert_recipes/<row>_seed<N>, reused when finished
 and, per row, counted on its batches without a model (polarity_lessons):
   lessons     adjectives masked whole beside a visible word of the same polarity, in the whole run:
               the predictions that only the review's polarity helps (clashes: of the other polarity)
+and, with --count-lessons only, city lessons (city_lessons): a university's name masked whole beside
+its visible city, what the fill-mask probes' 「我在上海旅行，昨天去了[MASK][MASK]大学参观」 needs.
 Each cell is the mean [min-max] over the pretraining seeds (a seed's value: the mean over its
 data seeds). Pretraining runs go to --jobs processes of one thread each.
 """
@@ -49,6 +52,7 @@ from numpretrain.app import cli, probing  # noqa: E402
 from numpretrain.app.pretrain import load_corpus, pretraining_batcher, tokenizer_for_run  # noqa: E402
 from numpretrain.data import IGNORE_INDEX, NEGATIVE_CLOSINGS, POSITIVE_CLOSINGS, SENTIMENT_WORDS  # noqa: E402
 from numpretrain.data.builtin.probes import fill_mask_probes  # noqa: E402
+from numpretrain.data.builtin.world import CITIES  # noqa: E402
 from numpretrain.storage.runs import load_pretrained  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -143,6 +147,26 @@ def occurrences(ids, word, hidden):
     return (starts & (n_hidden == len(word))).sum(1), (starts & (n_hidden == 0)).sum(1)
 
 
+def batches_like(row, seed, n_sequences):
+    """(tokenizer, per_run, batches): n_sequences of batches drawn as a run of `row` draws its own, each as
+    (ids before masking, hidden), both (B, T); per_run(count) turns a count over them into one over the run.
+    n_sequences=None draws as many batches as the run takes."""
+    options = cli.build_parser().parse_args(["pretrain-bert", *ROWS[row]])
+    text, source = load_corpus(options)
+    tokenizer = tokenizer_for_run(options, text)
+    batcher = pretraining_batcher(options, text, tokenizer, source)
+    rng = np.random.default_rng(seed)
+    n_batches = options.max_iters if n_sequences is None else n_sequences // options.batch_size
+
+    def batches():
+        for _ in range(n_batches):
+            batch = batcher.get_batch(rng, options.batch_size)
+            hidden = batch["mlm_labels"] != IGNORE_INDEX                                 # (B, T) chosen
+            yield np.where(hidden, batch["mlm_labels"], batch["input_ids"]), hidden      # (B, T) before masking
+
+    return tokenizer, lambda count: count * options.max_iters / n_batches, batches()
+
+
 def polarity_lessons(row, seed, n_sequences=12_800):
     """(lessons, clashes) a run of `row` meets in all its steps, estimated on n_sequences of batches like its own.
 
@@ -152,21 +176,13 @@ def polarity_lessons(row, seed, n_sequences=12_800):
     both hidden, the review's polarity halves the 40 adjectives it could be. A clash is the same
     adjective with a word of the other polarity visible (an NSP pair whose B is another review).
     """
-    options = cli.build_parser().parse_args(["pretrain-bert", *ROWS[row]])
-    text, source = load_corpus(options)
-    tokenizer = tokenizer_for_run(options, text)
-    batcher = pretraining_batcher(options, text, tokenizer, source)
+    tokenizer, per_run, batches = batches_like(row, seed, n_sequences)
     encode = lambda words: [tokenizer.encode(w) for w in words]
     adjectives = {"negative": encode(SENTIMENT_WORDS["negative"]), "positive": encode(SENTIMENT_WORDS["positive"])}
     closings = {"negative": encode(NEGATIVE_CLOSINGS), "positive": encode(POSITIVE_CLOSINGS)}
     other = {"negative": "positive", "positive": "negative"}
-    rng = np.random.default_rng(seed)
     lessons = clashes = 0
-    n_batches = n_sequences // options.batch_size
-    for _ in range(n_batches):
-        batch = batcher.get_batch(rng, options.batch_size)
-        hidden = batch["mlm_labels"] != IGNORE_INDEX                                 # (B, T) chosen
-        ids = np.where(hidden, batch["mlm_labels"], batch["input_ids"])              # (B, T) before masking
+    for ids, hidden in batches:
         whole, seen = {}, {}                                                         # (B,) per polarity
         for p in other:
             found = [occurrences(ids, w, hidden) for w in adjectives[p]]
@@ -175,7 +191,30 @@ def polarity_lessons(row, seed, n_sequences=12_800):
             seen[p] = sum(n_visible for _, n_visible in found) + visible_closings > 0
         lessons += sum(int((whole[p] * seen[p]).sum()) for p in other)
         clashes += sum(int((whole[p] * seen[other[p]]).sum()) for p in other)
-    return lessons * options.max_iters / n_batches, clashes * options.max_iters / n_batches
+    return per_run(lessons), per_run(clashes)
+
+
+def city_lessons(row, seed, n_sequences=None):
+    """{university: lessons} a run of `row` meets in all its steps, counted on as many batches like its own
+    (they are rare: an estimate from a sample, as polarity_lessons makes, would be mostly noise).
+
+    A lesson here is a university's name with all its characters chosen, in a sequence where its
+    city is visible and no other mention of the name is (that would give it away): only then does
+    「我在上海旅行，昨天去了复旦大学参观」 teach that a trip to 上海 means 复旦, as the fill-mask probes
+    ask. Where the university bears its city's name (北京, 南京), the visible city is that other
+    mention, and the lesson is one in copying it.
+    """
+    tokenizer, per_run, batches = batches_like(row, seed, n_sequences)
+    names = {university: (tokenizer.encode(university), tokenizer.encode(city))
+             for city, info in CITIES.items() for university, _ in info.universities}
+    lessons = dict.fromkeys(names, 0)
+    for ids, hidden in batches:
+        for university, (name, city) in names.items():
+            name_hidden, name_visible = occurrences(ids, name, hidden)                 # (B,) each
+            city_visible = occurrences(ids, city, hidden)[1] > 0
+            told = city_visible if name == city else city_visible & (name_visible == 0)
+            lessons[university] += int((name_hidden * told).sum())
+    return {university: per_run(n) for university, n in lessons.items()}
 
 
 COLUMNS = (("MLM loss", "mlm_loss", "{:.2f}"), ("gate", "gate", "{:.2f}"), ("16 labels", "16", "{:.2f}"),
@@ -209,12 +248,22 @@ def main():
     parser.add_argument("--seeds", default="0,1,2", help="pretraining seeds (default %(default)s)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="pretraining and evaluation runs in parallel processes (default %(default)s)")
+    parser.add_argument("--count-lessons", action="store_true",
+                        help="only count the lessons each run's batches hold (no model is trained or loaded)")
     args = parser.parse_args()
     rows = [row.strip() for row in args.rows.split(",")]
     unknown = [row for row in rows if row not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; the rows are: {', '.join(ROWS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.count_lessons:
+        for row in rows:
+            for seed in seeds:
+                lessons, clashes = polarity_lessons(row, seed)
+                cities = ", ".join(f"{university} {n:,.0f}" for university, n in city_lessons(row, seed).items())
+                print(f"{row}, seed {seed}: polarity lessons {lessons:,.0f} (clashes {clashes:,.0f}); "
+                      f"city lessons {cities}", flush=True)
+        return
     jobs = [(row, seed) for row in rows for seed in seeds]
     started = time.time()
     measured = {}
