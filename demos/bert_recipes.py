@@ -14,7 +14,8 @@ recipe; the former default, the textbook objective at lr 2e-3 for 3,000 steps; t
 trained for 4,000 steps, with whole-word masking (`--words builtin`), and as 6,000 steps of 16
 sequences instead of 3,000 of 32 (the same characters); and this project's default
 (`pretrain-bert`, demos/pretrain_bert.py): the former default with three reviews in four
-documents instead of one in two.
+documents instead of one in two; last, that default with ERNIE's entity masking (`--words
+entities`: the names of the corpus's world hidden whole, every other character one by one).
 
 For every pretrained BERT (runs/bert_recipes/<row>_seed<N>, reused when finished):
   MLM loss    its last validation MLM loss (nats per chosen character)
@@ -83,6 +84,7 @@ ROWS = {
     "former default batch 16 6000 steps": [*FORMER_DEFAULT, "--batch-size", "16", "--max-iters", "6000",
                                            "--eval-interval", "500"],
     "default": DEFAULT_RECIPE,
+    "default with entity masking": [*DEFAULT_RECIPE, "--words", "entities"],
 }
 MEAN_POOLING = [*COMMON, "--max-iters", "60", "--lr", "3e-4", "--min-lr", "3e-5", "--pooling", "mean"]   # as the
 CLOZE_16 = [*COMMON, *CLOZE]                                                       # fine-tuning demo's rows

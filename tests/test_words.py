@@ -15,7 +15,7 @@ from numpretrain.data.builtin.corpus import corpus_text, generate_documents
 from numpretrain.data.builtin.probes import fill_mask_probes
 from numpretrain.data.builtin.reviews import REVIEW_VERBALIZERS
 from numpretrain.data.builtin.world import SENTIMENT_WORDS
-from numpretrain.data.builtin.words import builtin_words
+from numpretrain.data.builtin.words import builtin_words, entity_words
 from numpretrain.errors import ConfigError
 from numpretrain.tokenizers import CharTokenizer
 from numpretrain.tokenizers.word_list import WordList
@@ -86,6 +86,18 @@ def test_every_builtin_word_occurs_in_the_corpus_and_the_probes_answers_are_word
     assert set(REVIEW_VERBALIZERS) | set(SENTIMENT_WORDS["positive"] + SENTIMENT_WORDS["negative"]) <= set(words)
 
 
+def test_entity_masking_cuts_the_worlds_names_only(corpus):
+    _, tok = corpus
+    names = entity_words()
+    assert len(names) == len(set(names)) and set(names) <= set(builtin_words())     # so each occurs in the corpus
+    assert not set(names) & set(SENTIMENT_WORDS["positive"] + SENTIMENT_WORDS["negative"])
+    words = WordList(names, tok)
+    assert segments(words, tok, "我在上海旅行，昨天去了复旦大学参观。") == [
+        "我", "在", "上海", "旅", "行", "，", "昨", "天", "去", "了", "复旦", "大", "学", "参", "观", "。"]
+    assert segments(words, tok, "医生拿起了听诊器，这家餐厅的米饭非常美味。")[:5] == ["医生", "拿", "起", "了", "听诊器"]
+    assert "美味" not in segments(words, tok, "这家餐厅的米饭非常美味。")    # an adjective stays two characters
+
+
 def test_the_source_materials_example_is_masked_as_a_word(corpus):
     _, tok = corpus
     words = WordList(builtin_words(), tok)
@@ -121,6 +133,8 @@ def test_words_option_chooses_the_word_list(tmp_path, corpus):
     assert builtin(ids).tolist() == [[True, False, True, False]]
     listed = tmp_path / "words.txt"
     listed.write_text("北京大学\n参观\n", encoding="utf-8")
+    entities = word_starts_for_run(options("--words", "entities"), tok)
+    assert entities(np.array([tok.encode("北京大学参观")])).tolist() == [[True, False, True, True, True, True]]
     from_file = word_starts_for_run(options("--words", str(listed)), tok)
     assert from_file(ids).tolist() == [[True, False, False, False]]
 
@@ -140,9 +154,9 @@ def test_words_reach_the_batches_of_a_run(tmp_path):
     tiny = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "32", "--batch-size", "8",
             "--n-documents", "300", "--max-iters", "2", "--eval-interval", "2", "--eval-iters", "1"]
     losses = {}
-    for words in ("none", "builtin"):
+    for words in ("none", "builtin", "entities"):
         out = tmp_path / words
         assert cli.main(["pretrain-bert", "--out", str(out), *tiny, "--words", words]) == 0
         records = map(json.loads, (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines())
         losses[words] = [record["loss"] for record in records if "loss" in record]
-    assert len(losses["none"]) == 2 and losses["none"] != losses["builtin"]
+    assert len(losses["none"]) == 2 and losses["none"] != losses["builtin"] and losses["none"] != losses["entities"]

@@ -27,7 +27,7 @@ from numpretrain.data import (
     split_documents,
 )
 from numpretrain.data.builtin.corpus import corpus_text, generate_documents
-from numpretrain.data.builtin.words import builtin_words
+from numpretrain.data.builtin.words import builtin_words, entity_words
 from numpretrain.errors import ConfigError
 from numpretrain.models.bert import BertConfig, BertForPreTraining
 from numpretrain.models.gpt import GPT, GPTConfig
@@ -57,8 +57,9 @@ class MaskingConfig:
     max_predictions: int = MAX_PREDICTIONS_PER_SEQ  # at most this many chosen tokens per sequence
     no_nsp: bool = False                            # masked language modelling only, single segments
     words: str = "none"                             # whole-word masking's words: "builtin" (the built-in
-                                                    # corpus's), a word list file (one word per line), or
-                                                    # "none" (characters one by one)
+                                                    # corpus's), "entities" (only the names of its world:
+                                                    # entity masking), a word list file (one word per
+                                                    # line), or "none" (characters one by one)
 
 
 def config_from_options(config_class, options, **values):
@@ -145,6 +146,8 @@ def word_starts_for_run(options, tokenizer):
                           f"--tokenizer {options.tokenizer} does not make characters; use --words none")
     if options.words == "builtin":
         return WordList(builtin_words(), tokenizer, "the built-in word list").word_starts
+    if options.words == "entities":
+        return WordList(entity_words(), tokenizer, "the built-in names").word_starts
     return WordList(read_text_file(options.words).split(), tokenizer, options.words).word_starts
 
 

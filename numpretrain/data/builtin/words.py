@@ -15,7 +15,9 @@ so masking a name is 「[MASK][MASK]大学」, the source material's example.
 
 Measured on this corpus, whole-word masking did not help: the BERTs it trained never learned
 the far context (README, "BERT's recipe, one factor at a time"). It is there to try with
-`pretrain-bert --words builtin`; the default masks characters one by one.
+`pretrain-bert --words builtin`, and entity masking (the names alone, `entity_words`) with
+`--words entities`, which did not make the transfer surer either; the default masks characters
+one by one.
 """
 
 from numpretrain.data.builtin.reviews import REVIEW_DOMAINS
@@ -47,15 +49,24 @@ TEMPLATE_WORDS = (
 )
 
 
+def entity_words() -> tuple:
+    """The names in the built-in corpus's world of two or more characters: people, places, cities,
+    universities, professions, their workplaces and tools, products, venues. Masking these whole
+    and every other character one by one is ERNIE's entity-level masking (Sun et al. 2019)."""
+    names = [
+        *COMPANIONS, *APPLE_PRODUCTS, "苹果", *PLACES, *CITIES, *UNIVERSITIES,
+        *PROFESSIONS, *(p.workplace for p in PROFESSIONS.values()),
+        *(tool for p in PROFESSIONS.values() for tool in p.tools),
+        *(venue.strip("《》") for domain in REVIEW_DOMAINS.values() for venue in domain.venues),
+    ]
+    return tuple(dict.fromkeys(word for word in names if len(word) >= 2))
+
+
 def builtin_words() -> tuple:
     """The built-in corpus's words of two or more characters (its world's names and its
     templates' common words), each once."""
     names = [
-        *SENTIMENT_WORDS["positive"], *SENTIMENT_WORDS["negative"],
-        *COMPANIONS, *APPLE_PRODUCTS, *PLACES, *CITIES, *UNIVERSITIES,
-        *PROFESSIONS, *(p.workplace for p in PROFESSIONS.values()),
-        *(tool for p in PROFESSIONS.values() for tool in p.tools),
-        *(venue.strip("《》") for domain in REVIEW_DOMAINS.values() for venue in domain.venues),
+        *SENTIMENT_WORDS["positive"], *SENTIMENT_WORDS["negative"], *entity_words(),
         *(aspect for domain in REVIEW_DOMAINS.values() for aspect in domain.aspects),
     ]
     return tuple(dict.fromkeys(word for word in [*names, *TEMPLATE_WORDS] if len(word) >= 2))
