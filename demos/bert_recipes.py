@@ -180,7 +180,7 @@ def polarity_lessons(row, seed, n_sequences=12_800):
     """
     tokenizer, per_run, batches = batches_like(row, seed, n_sequences)
     encode = lambda words: [tokenizer.encode(w) for w in words]
-    adjectives = {"negative": encode(SENTIMENT_WORDS["negative"]), "positive": encode(SENTIMENT_WORDS["positive"])}
+    adjectives = {p: encode(words) for p, words in SENTIMENT_WORDS.items()}
     closings = {"negative": encode(NEGATIVE_CLOSINGS), "positive": encode(POSITIVE_CLOSINGS)}
     other = {"negative": "positive", "positive": "negative"}
     lessons = clashes = 0
