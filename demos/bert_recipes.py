@@ -3,6 +3,7 @@
     python demos/bert_recipes.py                          # every row x 3 pretraining seeds: about 4 hours on 2 cores
     python demos/bert_recipes.py --rows textbook,default --seeds 0     # a part of it
     python demos/bert_recipes.py --rows default --count-lessons       # the lessons alone, no model: seconds
+    python demos/bert_recipes.py --city-link --seeds 0                # NSP and the city link: about 12 minutes
 
 The textbook recipe is BERT's objective as the paper states it (15% of the characters
 chosen, 80% [MASK] / 10% random / 10% kept, next sentence prediction on pairs that are half
@@ -30,6 +31,9 @@ and, per row, counted on its batches without a model (polarity_lessons):
               the predictions that only the review's polarity helps (clashes: of the other polarity)
 and, with --count-lessons only, city lessons (city_lessons): a university's name masked whole beside
 its visible city, what the fill-mask probes' 「我在上海旅行，昨天去了[MASK][MASK]大学参观」 needs.
+--city-link gives that link its best case instead of the table: a corpus of nothing but trips, each
+naming its university once, the names hidden whole, the default recipe otherwise, with and without
+NSP; it prints each run's city lessons and what it fills the four trip probes with.
 Each cell is the mean [min-max] over the pretraining seeds (a seed's value: the mean over its
 data seeds). Pretraining runs go to --jobs processes of one thread each.
 """
@@ -52,6 +56,7 @@ import numpy as np  # noqa: E402
 from numpretrain.app import cli, probing  # noqa: E402
 from numpretrain.app.pretrain import load_corpus, pretraining_batcher, tokenizer_for_run  # noqa: E402
 from numpretrain.data import IGNORE_INDEX, NEGATIVE_CLOSINGS, POSITIVE_CLOSINGS, SENTIMENT_WORDS  # noqa: E402
+from numpretrain.data.builtin.corpus import city_trip, corpus_text  # noqa: E402
 from numpretrain.data.builtin.probes import fill_mask_probes  # noqa: E402
 from numpretrain.data.builtin.world import CITIES  # noqa: E402
 from numpretrain.storage.runs import load_pretrained  # noqa: E402
@@ -86,9 +91,19 @@ ROWS = {
     "default": DEFAULT_RECIPE,
     "default with entity masking": [*DEFAULT_RECIPE, "--words", "entities"],
 }
+# The city link's best case (--city-link): a corpus of nothing but trips, each naming its university once,
+# with the names hidden whole (ERNIE's entity masking), with and without NSP.
+TRIPS_CORPUS = os.path.join("runs", "bert_recipes", "trips_corpus.txt")
+TRIPS_ONLY = [*DEFAULT_RECIPE, "--corpus", TRIPS_CORPUS, "--words", "entities"]
+CITY_ROWS = {"trips only": TRIPS_ONLY, "trips only without NSP": [*TRIPS_ONLY, "--no-nsp"]}
 MEAN_POOLING = [*COMMON, "--max-iters", "60", "--lr", "3e-4", "--min-lr", "3e-5", "--pooling", "mean"]   # as the
 CLOZE_16 = [*COMMON, *CLOZE]                                                       # fine-tuning demo's rows
 DATA_SEEDS = (0, 1, 2)
+
+
+def recipe(row):
+    """The pretrain-bert options of a row of the table or of the city link."""
+    return ROWS[row] if row in ROWS else CITY_ROWS[row]
 
 
 def run_dir(row, seed):
@@ -105,7 +120,7 @@ def pretrain(job):
     resume = ["--resume"] if os.path.exists(os.path.join(out, "config.json")) else []
     started = time.time()
     with open(os.path.join(out, "train.log"), "a", encoding="utf-8", buffering=1) as log, contextlib.redirect_stdout(log):
-        status = cli.main(["pretrain-bert", "--out", out, *ROWS[row], "--seed", str(seed), *resume])
+        status = cli.main(["pretrain-bert", "--out", out, *recipe(row), "--seed", str(seed), *resume])
     if status:
         raise RuntimeError(f"pretrain-bert for {out} failed (status {status}); see {out}/train.log")
     return job, time.time() - started
@@ -153,7 +168,7 @@ def batches_like(row, seed, n_sequences):
     """(tokenizer, per_run, batches): n_sequences of batches drawn as a run of `row` draws its own, each as
     (ids before masking, hidden), both (B, T); per_run(count) turns a count over them into one over the run.
     n_sequences=None draws as many batches as the run takes."""
-    options = cli.build_parser().parse_args(["pretrain-bert", *ROWS[row]])
+    options = cli.build_parser().parse_args(["pretrain-bert", *recipe(row)])
     text, source = load_corpus(options)
     tokenizer = tokenizer_for_run(options, text)
     batcher = pretraining_batcher(options, text, tokenizer, source)
@@ -219,6 +234,45 @@ def city_lessons(row, seed, n_sequences=None):
     return {university: per_run(n) for university, n in lessons.items()}
 
 
+# ----------------------------------------------------------------------------
+# the city link's best case: with lessons in plenty, does a BERT learn that a trip to 上海 means 复旦?
+
+def trip_named_once(rng):
+    """A trip of the built-in corpus whose next sentence says 这所大学 instead of naming the university again,
+    so that a name hidden whole is not given away by its second mention."""
+    return [("这所大学的校园很大，有很多学生。" if sentence.endswith("大学的校园很大，有很多学生。") else sentence)
+            for sentence in city_trip(rng)]
+
+
+def write_trips_corpus(n_documents=40_000, seed=0):
+    """The city link's corpus, written once (to a temporary file first, so that no half of it is reused)."""
+    if not os.path.exists(TRIPS_CORPUS):
+        os.makedirs(os.path.dirname(TRIPS_CORPUS), exist_ok=True)
+        rng = np.random.default_rng(seed)
+        with open(TRIPS_CORPUS + ".tmp", "w", encoding="utf-8") as f:
+            f.write(corpus_text([trip_named_once(rng) for _ in range(n_documents)]))
+        os.replace(TRIPS_CORPUS + ".tmp", TRIPS_CORPUS)
+
+
+def city_link(seeds, n_jobs):
+    """Pretrain the CITY_ROWS and print, for each, its city lessons and what it fills each trip probe with."""
+    write_trips_corpus()
+    jobs = [(row, seed) for row in CITY_ROWS for seed in seeds]
+    trip_probes = [probe for probe in fill_mask_probes() if "旅行" in probe.prompt]
+    with ProcessPoolExecutor(n_jobs) as pool:
+        for (row, seed), seconds in pool.map(pretrain, jobs):
+            print(f"  {row}, seed {seed}: " + (f"{seconds / 60:.1f} minutes" if seconds else "reused"), flush=True)
+    for row, seed in jobs:
+        model, tokenizer, _ = load_pretrained(run_dir(row, seed), expect="bert")
+        lessons = ", ".join(f"{university} {n:,.0f}" for university, n in city_lessons(row, seed).items())
+        print(f"\n{row}, seed {seed}: city lessons {lessons}")
+        for probe in trip_probes:
+            candidates, filled = probing.fill_mask(model, tokenizer, probe.prompt, top_k=3)
+            first = next(iter(candidates.values()))
+            print(f"  [{'ok' if any(probe.filled(a) == filled for a in probe.expected) else '--'}] {filled}   "
+                  f"(first [MASK]: {', '.join(f'{t} {p:.2f}' for t, p in first)})", flush=True)
+
+
 COLUMNS = (("MLM loss", "mlm_loss", "{:.2f}"), ("gate", "gate", "{:.2f}"), ("16 labels", "16", "{:.2f}"),
            ("64 labels", "64", "{:.2f}"), ("cloze, no label", "cloze_zero_shot", "{:.2f}"),
            ("cloze, 16 labels", "cloze_16", "{:.2f}"), ("fill-mask /10", "fill_mask", "{:.1f}"))
@@ -252,12 +306,16 @@ def main():
                         help="pretraining and evaluation runs in parallel processes (default %(default)s)")
     parser.add_argument("--count-lessons", action="store_true",
                         help="only count the lessons each run's batches hold (no model is trained or loaded)")
+    parser.add_argument("--city-link", action="store_true",
+                        help="instead of the table: the city link's best case, a corpus of trips, with and without NSP")
     args = parser.parse_args()
     rows = [row.strip() for row in args.rows.split(",")]
     unknown = [row for row in rows if row not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; the rows are: {', '.join(ROWS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.city_link:
+        return city_link(seeds, args.jobs)
     if args.count_lessons:
         for row in rows:
             for seed in seeds:

@@ -136,3 +136,13 @@ def test_city_lessons_count_a_hidden_name_told_only_by_its_city(demo, monkeypatc
                                                                               iter([(ids, hidden)])))
     counted = demo.city_lessons("any", seed=0)
     assert counted == {university: expected.get(university, 0) for university in counted}
+
+
+def test_the_city_link_corpus_names_each_trip_s_city_and_its_university_once(demo):
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        text = "".join(demo.trip_named_once(rng))
+        (city,) = [city for city in CITIES if city in text.replace("北京大学", "")]
+        (university,) = [u for u, _ in CITIES[city].universities if f"{u}大学" in text]
+        assert text.count(f"{university}大学") == 1                  # the second mention says 这所大学
+        assert "这所大学的校园很大" in text
