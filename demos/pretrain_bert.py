@@ -118,6 +118,7 @@ def main():
         print(f"  [{'ok' if ok else '--'}] {probe.prompt} -> {filled}   "
               f"(first [MASK]: {', '.join(f'{t} {p:.2f}' for t, p in first)})")
     print(f"{correct}/{len(fill_mask_probes())} fill-mask probes filled with an expected answer")
+    print('(why a trip to 上海, 南京 or 杭州 does not decide the university: README, "Why no trip finds its university")')
 
     print("\n== 3. next sentence prediction ==")
     pairs = [("我昨天去了北京大学参观。", "北京大学的校园很大，有很多学生。"),
