@@ -65,7 +65,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from finetune_classifier import (  # noqa: E402  (the fine-tuning demo's measurements, reused)
     BERT_TRANSFER_RECIPE, CLOZE, COMMON, cloze_zero_shot, embedding_gate, finetune_accuracy, finished,
     input_embeddings, last_val_loss)
-from pretrain_bert import FULL as DEFAULT_RECIPE  # noqa: E402
+from pretrain_bert import FULL as DEFAULT_RECIPE, show_fill_mask  # noqa: E402
 
 # The textbook recipe as the BERT demo ran it before (demos/pretrain_bert.py's FULL then).
 TEXTBOOK = ["--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "64", "--batch-size", "32",
@@ -267,10 +267,7 @@ def city_link(seeds, n_jobs):
         lessons = ", ".join(f"{university} {n:,.0f}" for university, n in city_lessons(row, seed).items())
         print(f"\n{row}, seed {seed}: city lessons {lessons}")
         for probe in trip_probes:
-            candidates, filled = probing.fill_mask(model, tokenizer, probe.prompt, top_k=3)
-            first = next(iter(candidates.values()))
-            print(f"  [{'ok' if any(probe.filled(a) == filled for a in probe.expected) else '--'}] {filled}   "
-                  f"(first [MASK]: {', '.join(f'{t} {p:.2f}' for t, p in first)})", flush=True)
+            show_fill_mask(model, tokenizer, probe)
 
 
 COLUMNS = (("MLM loss", "mlm_loss", "{:.2f}"), ("gate", "gate", "{:.2f}"), ("16 labels", "16", "{:.2f}"),

@@ -68,6 +68,16 @@ def show_curves(run_dir):
     return plt
 
 
+def show_fill_mask(model, tokenizer, probe):
+    """Fill a fill-mask probe and print it with its first [MASK]'s candidates; True if filled as expected."""
+    candidates, filled = probing.fill_mask(model, tokenizer, probe.prompt, top_k=3)
+    ok = any(probe.filled(expected) == filled for expected in probe.expected)
+    first = next(iter(candidates.values()))
+    print(f"  [{'ok' if ok else '--'}] {probe.prompt} -> {filled}   "
+          f"(first [MASK]: {', '.join(f'{t} {p:.2f}' for t, p in first)})")
+    return ok
+
+
 def attention_heatmap(plt, model, tokenizer, sentence, run_dir, layer=-1, head=0):
     warnings.filterwarnings("ignore", message="Glyph")   # Chinese labels without a CJK font: boxes, not noise
     ids = np.asarray([probing.encode_masked(tokenizer, sentence)])
@@ -109,14 +119,7 @@ def main():
     plt = show_curves(out)
 
     print("\n== 2. fill-mask ==")
-    correct = 0
-    for probe in fill_mask_probes():
-        candidates, filled = probing.fill_mask(model, tokenizer, probe.prompt, top_k=3)
-        ok = any(probe.filled(expected) == filled for expected in probe.expected)
-        correct += ok
-        first = next(iter(candidates.values()))
-        print(f"  [{'ok' if ok else '--'}] {probe.prompt} -> {filled}   "
-              f"(first [MASK]: {', '.join(f'{t} {p:.2f}' for t, p in first)})")
+    correct = sum(show_fill_mask(model, tokenizer, probe) for probe in fill_mask_probes())
     print(f"{correct}/{len(fill_mask_probes())} fill-mask probes filled with an expected answer")
     print('(why a trip to 上海, 南京 or 杭州 does not decide the university: README, "Why no trip finds its university")')
 
